@@ -1,0 +1,68 @@
+//! `GET /api/health`: every dependency checked concurrently, each with a deadline.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use sdk::HealthResponse;
+
+use crate::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn bounded<F, E>(fut: F) -> String
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("timed out after {}s", CHECK_TIMEOUT.as_secs()),
+    }
+}
+
+pub async fn check_all(state: &AppState) -> HealthResponse {
+    let (database, storage, temporal, docker, registry) = tokio::join!(
+        bounded(async { state.store.ping().await }),
+        bounded(async { state.blob.check().await }),
+        bounded(async { state.temporal.check().await }),
+        bounded(check_docker(state)),
+        bounded(check_registry(state)),
+    );
+    let checks = BTreeMap::from([
+        ("database".to_string(), database),
+        ("storage".to_string(), storage),
+        ("temporal".to_string(), temporal),
+        ("docker".to_string(), docker),
+        ("registry".to_string(), registry),
+    ]);
+    HealthResponse::from_checks(checks)
+}
+
+async fn check_docker(state: &AppState) -> Result<(), String> {
+    let docker = state.docker.as_ref().ok_or("no Docker socket configured")?;
+    docker.ping().await.map(|_| ()).map_err(|e| {
+        format!("Docker is not reachable at {}: {e}", state.config.docker.socket.display())
+    })
+}
+
+async fn check_registry(state: &AppState) -> Result<(), String> {
+    let url = state.config.registry.url.join("/v2/").map_err(|e| e.to_string())?;
+    let resp = state.http.get(url.clone()).send().await.map_err(|e| {
+        format!("registry is not reachable at {}: {}", state.config.registry.url, root_cause(&e))
+    })?;
+    // 401 means the registry is up and wants credentials, which the build worker has.
+    match resp.status().as_u16() {
+        200 | 401 => Ok(()),
+        other => Err(format!("registry answered {other} at {url}")),
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

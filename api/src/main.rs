@@ -1,0 +1,197 @@
+//! `burstflare`: the server binary. One binary, split by subcommand: `dev` runs everything on
+//! one machine; production runs `serve`, `worker` and `node` against PostgreSQL, S3 and a
+//! Temporal cluster.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use burstflare_api::dev::{self, DevOptions};
+use burstflare_api::workers::Workers;
+use burstflare_api::{AppState, http, temporal};
+use domain::{Config, Store};
+
+#[derive(Parser)]
+#[command(name = "burstflare", version, about = "BurstFlare: self-hosted cloud development sessions")]
+struct Cli {
+    /// Configuration file (TOML). `BURSTFLARE_*` variables override it; see docs/configuration.md.
+    #[arg(long, global = true, env = "BURSTFLARE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform on this machine on embedded defaults: SQLite, an embedded S3
+    /// server, a Temporal dev server, a local OCI registry, the workers and the API.
+    Dev {
+        /// Where every piece keeps its data; a second start on the same directory keeps it.
+        #[arg(long, default_value = ".burstflare", value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Port of the API and web UI on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Run the API and web UI (stateless; run as many as you like).
+    Serve,
+    /// Run the control-plane Temporal worker (workflows and control activities).
+    Worker,
+    /// Run a runtime host's worker: polls the task queue `node-<id>` and drives this host's Docker.
+    Node {
+        /// This host's id (overrides `node.id`).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Apply pending database migrations to the configured database.
+    Migrate,
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print the effective configuration with secrets redacted.
+    Config,
+    /// Run the SelfCheck workflow through the configured Temporal and workers, and print it.
+    SelfCheck {
+        /// Also ask this runtime host's worker for its Docker version.
+        #[arg(long)]
+        node: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("BURSTFLARE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(
+            "warn,burstflare=info,burstflare_api=info,burstflare_domain=info,\
+             burstflare_activities=info,burstflare_workflows=info",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref(), std::env::vars())?)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    use secrecy::ExposeSecret;
+    let url = config.database.url.expose_secret();
+    Store::connect(url).await.with_context(|| {
+        format!("connecting to the database {}", domain::config::redact_url_password(url))
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Dev { data_dir, port } => {
+            dev::run(DevOptions { data_dir: data_dir.clone(), port: *port }).await
+        }
+        Command::Serve => {
+            let config = load_config(&cli)?;
+            let store = open_store(&config).await?;
+            let listen = config.server.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen} (server.listen)"))?;
+            let state = AppState::new(config, store)?;
+            tracing::info!("serving on http://{listen}");
+            axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async {
+                    let sig = dev::shutdown_signal().await;
+                    tracing::info!("{sig}: stopping");
+                })
+                .await?;
+            Ok(())
+        }
+        Command::Worker => {
+            let config = load_config(&cli)?;
+            let store = open_store(&config).await?;
+            let client = temporal::connect(&config.temporal).await?;
+            let mut workers = Workers::new()?;
+            workers.start_control(client, &config.temporal.task_queue, store).await?;
+            run_until_signal(workers).await
+        }
+        Command::Node { id } => {
+            let mut config = load_config(&cli)?;
+            if let Some(id) = id {
+                config.node.id = id.clone();
+                config.validate()?;
+            }
+            let docker = bollard::Docker::connect_with_unix(
+                &config.docker.socket.to_string_lossy(),
+                30,
+                bollard::API_DEFAULT_VERSION,
+            )?;
+            docker.ping().await.with_context(|| {
+                format!("Docker is not reachable at {}", config.docker.socket.display())
+            })?;
+            let client = temporal::connect(&config.temporal).await?;
+            let mut workers = Workers::new()?;
+            workers.start_node(client, &config.node.id, docker).await?;
+            run_until_signal(workers).await
+        }
+        Command::Migrate => {
+            let config = load_config(&cli)?;
+            let store = open_store(&config).await?;
+            store.migrate().await.context("applying migrations")?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::Config } => {
+            let config = load_config(&cli)?;
+            print!("{}", config.redacted());
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::SelfCheck { node, timeout } } => {
+            let config = load_config(&cli)?;
+            let client = temporal::connect(&config.temporal).await?;
+            let out = temporal::run_self_check(
+                &client,
+                &config.temporal.task_queue,
+                node.clone(),
+                Duration::from_secs(*timeout),
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+async fn run_until_signal(mut workers: Workers) -> anyhow::Result<()> {
+    let outcome = tokio::select! {
+        sig = dev::shutdown_signal() => { tracing::info!("{sig}: stopping"); Ok(()) }
+        e = workers.any_stopped() => e,
+    };
+    workers.shutdown().await;
+    outcome
+}

@@ -1,0 +1,47 @@
+//! Shared state of the API handlers: the store, the blob store, and handles to Temporal,
+//! Docker and the registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::blob::BlobStore;
+use domain::{Config, Store};
+
+use crate::temporal::TemporalHandle;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub blob: BlobStore,
+    pub temporal: TemporalHandle,
+    pub docker: Option<bollard::Docker>,
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store) -> anyhow::Result<Self> {
+        let blob = BlobStore::new(&config.storage);
+        let temporal = TemporalHandle::new(&config.temporal);
+        // Connecting is lazy: a Docker engine that is down shows up in /api/health.
+        let docker = bollard::Docker::connect_with_unix(
+            &config.docker.socket.to_string_lossy(),
+            30,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .ok();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        Ok(Self { inner: Arc::new(Inner { config, store, blob, temporal, docker, http }) })
+    }
+}

@@ -1,0 +1,145 @@
+//! Running Temporal workers inside this process: the control-plane worker (`burstflare
+//! worker`, and inside `burstflare dev`) and a runtime host's worker (`burstflare node`).
+//!
+//! The SDK's `Worker::run` future is not `Send` (workflow futures are local), so each worker
+//! runs on a thread of its own with a current-thread Tokio runtime.
+
+use anyhow::Context;
+use temporalio_client::Client;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio::sync::oneshot;
+
+use activities::{ControlActivities, NodeActivities};
+use domain::Store;
+
+type Stop = Box<dyn Fn() + Send + Sync>;
+
+struct Running {
+    name: String,
+    stop: Stop,
+    done: oneshot::Receiver<anyhow::Result<()>>,
+}
+
+/// Workers started by this process. `shutdown` asks each to finish its current tasks.
+#[derive(Default)]
+pub struct Workers {
+    running: Vec<Running>,
+}
+
+impl Workers {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self::default())
+    }
+
+    pub async fn start_control(
+        &mut self,
+        client: Client,
+        task_queue: &str,
+        store: Store,
+    ) -> anyhow::Result<()> {
+        let queue = task_queue.to_string();
+        self.start(format!("control worker on {task_queue}"), client, move || {
+            Ok(workflows::control_worker_options(&queue, ControlActivities::new(store))?)
+        })
+        .await
+    }
+
+    pub async fn start_node(
+        &mut self,
+        client: Client,
+        node_id: &str,
+        docker: bollard::Docker,
+    ) -> anyhow::Result<()> {
+        let id = node_id.to_string();
+        let name = format!("node worker on {}", activities::node_task_queue(node_id));
+        self.start(name, client, move || {
+            Ok(workflows::node_worker_options(&id, NodeActivities::new(id.clone(), docker)))
+        })
+        .await
+    }
+
+    async fn start<F>(&mut self, name: String, client: Client, options: F) -> anyhow::Result<()>
+    where
+        F: FnOnce() -> anyhow::Result<WorkerOptions> + Send + 'static,
+    {
+        let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<Stop>>();
+        let (done_tx, done_rx) = oneshot::channel();
+        let label = name.clone();
+        std::thread::Builder::new()
+            .name(name.chars().take(15).collect())
+            .spawn(move || {
+                let result = run_worker_thread(&label, client, options, ready_tx);
+                let _ = done_tx.send(result);
+            })
+            .context("spawning a worker thread")?;
+        let stop = ready_rx.await.map_err(|_| anyhow::anyhow!("the {name} failed to start"))??;
+        tracing::info!("{name} started");
+        self.running.push(Running { name, stop, done: done_rx });
+        Ok(())
+    }
+
+    /// Resolves when any worker stops by itself (an error: workers only stop when asked).
+    pub async fn any_stopped(&mut self) -> anyhow::Result<()> {
+        if self.running.is_empty() {
+            return std::future::pending().await;
+        }
+        let (res, idx, _) =
+            futures::future::select_all(self.running.iter_mut().map(|r| &mut r.done)).await;
+        let name = self.running[idx].name.clone();
+        match res {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the {name} stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(anyhow::anyhow!("the {name} crashed")),
+        }
+    }
+
+    pub async fn shutdown(self) {
+        for r in &self.running {
+            (r.stop)();
+        }
+        for r in self.running {
+            match tokio::time::timeout(std::time::Duration::from_secs(15), r.done).await {
+                Ok(Ok(Ok(()))) => tracing::info!("{} stopped", r.name),
+                Ok(Ok(Err(e))) => tracing::warn!("{e:#}"),
+                Ok(Err(_)) => tracing::warn!("{} crashed", r.name),
+                Err(_) => tracing::warn!("{} did not stop within 15s", r.name),
+            }
+        }
+    }
+}
+
+fn run_worker_thread<F>(
+    name: &str,
+    client: Client,
+    options: F,
+    ready: oneshot::Sender<anyhow::Result<Stop>>,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> anyhow::Result<WorkerOptions>,
+{
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow::anyhow!("building the {name} runtime: {e}")));
+            return Ok(());
+        }
+    };
+    rt.block_on(async move {
+        let setup = (|| {
+            let runtime = Runtime::from_current_tokio(Default::default())
+                .map_err(|e| anyhow::anyhow!("starting the Temporal runtime: {e}"))?;
+            let worker = Worker::new(&runtime, client, options()?)
+                .map_err(|e| anyhow::anyhow!("creating the {name}: {e}"))?;
+            anyhow::Ok((runtime, worker))
+        })();
+        let (_runtime, mut worker) = match setup {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return Ok(());
+            }
+        };
+        let _ = ready.send(Ok(Box::new(worker.shutdown_handle())));
+        worker.run().await.map_err(|e| anyhow::anyhow!("the {name} stopped: {e}"))
+    })
+}

@@ -1,0 +1,415 @@
+//! Configuration: one TOML file plus `BURSTFLARE_*` environment overrides.
+//!
+//! Nested keys use a double underscore in the environment: `BURSTFLARE_DATABASE__URL`
+//! overrides `[database] url`. Every field has a default that suits `burstflare dev`;
+//! production sets at least `public_url`, `database.url`, `storage.*` and `temporal.*`.
+//! Secrets are `SecretString` and never printed: `Config::redacted()` is what may be shown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist; create it or leave out --config")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, reason: reason.into() }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The URL people and the CLI use to reach this installation; it is also the WebAuthn
+    /// origin. Example: `public_url = "https://burstflare.example.com"`.
+    pub public_url: url::Url,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub storage: StorageConfig,
+    pub temporal: TemporalConfig,
+    pub registry: RegistryConfig,
+    pub docker: DockerConfig,
+    pub node: NodeConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the API listens on. Example: `listen = "127.0.0.1:8080"`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc` or `postgres://USER:PASSWORD@HOST:PORT/DB`. Secret, because
+    /// a PostgreSQL URL carries a password. Example: `url = "postgres://bf:…@db:5432/burstflare"`.
+    #[serde(serialize_with = "ser_secret")]
+    pub url: SecretString,
+    /// Upper bound of pooled connections. Example: `max_connections = 20`.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// S3 API endpoint. Example: `endpoint = "https://<account>.r2.cloudflarestorage.com"`.
+    pub endpoint: url::Url,
+    /// Bucket holding template bundles, build logs and snapshots. Example: `bucket = "burstflare"`.
+    pub bucket: String,
+    /// Signing region; `auto` for R2. Example: `region = "us-east-1"`.
+    pub region: String,
+    /// Access key id. Example: `access_key_id = "AKIA…"`.
+    pub access_key_id: String,
+    /// Secret access key. Example: `secret_access_key = "…"` (or `BURSTFLARE_STORAGE__SECRET_ACCESS_KEY`).
+    #[serde(serialize_with = "ser_secret")]
+    pub secret_access_key: SecretString,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by MinIO, Garage and the dev server.
+    pub force_path_style: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemporalConfig {
+    /// Temporal frontend gRPC address. Example: `address = "http://temporal:7233"`.
+    pub address: url::Url,
+    /// Namespace of every BurstFlare workflow. Example: `namespace = "burstflare"`.
+    pub namespace: String,
+    /// Task queue of the control-plane worker. Example: `task_queue = "burstflare-control"`.
+    pub task_queue: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// OCI registry (distribution HTTP API) for built template images.
+    /// Example: `url = "http://127.0.0.1:5000"`.
+    pub url: url::Url,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Docker engine socket. Example: `socket = "/var/run/docker.sock"`.
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Id of this runtime host; `burstflare node` polls the task queue `node-<id>`.
+    /// Example: `id = "host-a"`.
+    pub id: String,
+}
+
+fn ser_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}
+
+#[allow(clippy::expect_used)] // only called with the literal defaults below
+fn url(s: &str) -> url::Url {
+    url::Url::parse(s).expect("default URL literal is valid")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_url: url("http://127.0.0.1:8080"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
+            temporal: TemporalConfig::default(),
+            registry: RegistryConfig::default(),
+            docker: DockerConfig::default(),
+            node: NodeConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: SecretString::from("sqlite://burstflare.db?mode=rwc"), max_connections: 10 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: url("http://127.0.0.1:9000"),
+            bucket: "burstflare".into(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: SecretString::from(String::new()),
+            force_path_style: true,
+        }
+    }
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        Self {
+            address: url("http://127.0.0.1:7233"),
+            namespace: "default".into(),
+            task_queue: "burstflare-control".into(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { url: url("http://127.0.0.1:5000") }
+    }
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self { socket: PathBuf::from("/var/run/docker.sock") }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { id: "local".into() }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (when given; it must exist), then `BURSTFLARE_*`
+    /// variables taken from `env` (pass `std::env::vars()` in binaries).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // Serialized defaults hold "[redacted]" for secrets; put the real defaults back.
+        fig = fig.merge(Serialized::default("database.url", "sqlite://burstflare.db?mode=rwc"));
+        fig = fig.merge(Serialized::default("storage.secret_access_key", ""));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile { path: path.to_path_buf() });
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("BURSTFLARE_") && !NOT_CONFIG.iter().any(|p| k.starts_with(p))
+            })
+            .collect();
+        fig = fig.merge(env_provider(vars));
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(flatten_figment(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.public_url.scheme(), "http" | "https") {
+            return Err(invalid("public_url", "must be an http or https URL"));
+        }
+        let db = self.database.url.expose_secret();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must start with sqlite: or postgres://"));
+        }
+        if self.database.max_connections == 0 || self.database.max_connections > 1000 {
+            return Err(invalid("database.max_connections", "must be between 1 and 1000"));
+        }
+        validate_bucket(&self.storage.bucket)?;
+        if self.temporal.namespace.is_empty() || self.temporal.namespace.len() > 255 {
+            return Err(invalid("temporal.namespace", "must be 1 to 255 characters"));
+        }
+        if self.temporal.task_queue.is_empty() || self.temporal.task_queue.len() > 255 {
+            return Err(invalid("temporal.task_queue", "must be 1 to 255 characters"));
+        }
+        let id_ok = !self.node.id.is_empty()
+            && self.node.id.len() <= 63
+            && self.node.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !id_ok {
+            return Err(invalid("node.id", "must be 1 to 63 characters of a-z, 0-9 and '-'"));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every secret replaced by `[redacted]` and the
+    /// password of the database URL masked: safe to print and log.
+    pub fn redacted(&self) -> String {
+        let mut value = toml::Value::try_from(self).unwrap_or(toml::Value::String(String::new()));
+        if let Some(db) = value.get_mut("database").and_then(|v| v.as_table_mut()) {
+            db.insert("url".into(), toml::Value::String(redact_url_password(self.database.url.expose_secret())));
+        }
+        toml::to_string_pretty(&value).unwrap_or_default()
+    }
+}
+
+/// `BURSTFLARE_*` variables that are not configuration fields.
+const NOT_CONFIG: [&str; 4] =
+    ["BURSTFLARE_CONFIG", "BURSTFLARE_LOG", "BURSTFLARE_TEST_", "BURSTFLARE_RECORD_"];
+
+fn env_provider(vars: Vec<(String, String)>) -> impl figment::Provider {
+    // figment's Env reads the process environment; we feed it the variables we were given so
+    // tests do not depend on (or mutate) the real environment.
+    let mut dict = figment::value::Dict::new();
+    for (key, value) in vars {
+        let Some(rest) = key.strip_prefix("BURSTFLARE_") else { continue };
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        // Same parsing as figment's Env: "true" becomes a bool, "20" a number, else a string.
+        let value = value
+            .parse::<figment::value::Value>()
+            .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+        insert_path(&mut dict, &path, value);
+    }
+    Serialized::defaults(dict)
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+            if let figment::value::Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = figment::value::Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = figment::value::Value::from(inner);
+            }
+        }
+    }
+}
+
+fn flatten_figment(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|err| {
+            let path = err.path.join(".");
+            let kind = err.kind.to_string();
+            if path.is_empty() { kind } else { format!("{path}: {kind}") }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn validate_bucket(bucket: &str) -> Result<(), ConfigError> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("storage.bucket", "must be 3 to 63 characters of a-z, 0-9, '-' and '.'"))
+    }
+}
+
+/// `postgres://user:secret@host/db` becomes `postgres://user:[redacted]@host/db`.
+pub fn redact_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string().replace("%5Bredacted%5D", "[redacted]")
+        }
+        _ => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_suit_dev() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database.url.expose_secret(), "sqlite://burstflare.db?mode=rwc");
+        assert_eq!(c.temporal.namespace, "default");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_nested_keys_use_double_underscores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("burstflare.toml");
+        std::fs::write(&path, "[storage]\nbucket = \"from-file\"\nregion = \"eu\"\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("BURSTFLARE_STORAGE__BUCKET", "from-env"),
+                ("BURSTFLARE_DATABASE__MAX_CONNECTIONS", "42"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.storage.bucket, "from-env");
+        assert_eq!(c.storage.region, "eu");
+        assert_eq!(c.database.max_connections, 42);
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_that_names_it() {
+        let err = Config::load(Some(Path::new("/nonexistent/bf.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/bf.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[storage]\nbuckit = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("buckit"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_the_limit() {
+        let err = Config::load(None, env(&[("BURSTFLARE_STORAGE__BUCKET", "X")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: storage.bucket: must be 3 to 63 characters of a-z, 0-9, '-' and '.'"
+        );
+        let err = Config::load(None, env(&[("BURSTFLARE_DATABASE__URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_redacted_output_or_debug() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("BURSTFLARE_DATABASE__URL", "postgres://bf:hunter2pw@db:5432/bf"),
+                ("BURSTFLARE_STORAGE__SECRET_ACCESS_KEY", "s3cr3tkey"),
+                ("BURSTFLARE_STORAGE__ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ]),
+        )
+        .unwrap();
+        let shown = c.redacted();
+        assert!(!shown.contains("hunter2pw") && !shown.contains("s3cr3tkey"), "{shown}");
+        assert!(shown.contains("postgres://bf:[redacted]@db:5432/bf"), "{shown}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2pw") && !dbg.contains("s3cr3tkey"), "{dbg}");
+        assert_eq!(c.storage.secret_access_key.expose_secret(), "s3cr3tkey");
+    }
+}

@@ -1,0 +1,10 @@
+//! The BurstFlare domain: validated ids and names, configuration, the typed store over
+//! SQLite/PostgreSQL and the S3 blob store. No HTTP lives here.
+
+pub mod blob;
+pub mod config;
+pub mod ids;
+pub mod store;
+
+pub use config::Config;
+pub use store::{Store, StoreError};

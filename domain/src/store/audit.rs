@@ -1,0 +1,149 @@
+//! The audit log: who did what, where and when. Append-only.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, col, col_parsed, col_parsed_opt, now_ms};
+use crate::ids::{AuditId, UserId, WorkspaceId};
+
+/// One audit log entry. Build it with [`AuditEntry::new`] and the setters, then
+/// [`Store::append_audit`] it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// `None` for the system itself (workflows, schedules).
+    pub actor: Option<UserId>,
+    /// `None` for actions outside any workspace (sign-in, instance administration).
+    pub workspace: Option<WorkspaceId>,
+    /// Dotted verb, e.g. `workspace.member.added`.
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    /// Anything else worth keeping; an empty object when there is nothing.
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// An entry for `action` happening now, by nobody in particular, anywhere.
+    pub fn new(action: impl Into<String>) -> Self {
+        AuditEntry {
+            id: AuditId::new(),
+            at: now_ms(),
+            actor: None,
+            workspace: None,
+            action: action.into(),
+            target_kind: None,
+            target_id: None,
+            ip: None,
+            detail: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    pub fn actor(mut self, user: &UserId) -> Self {
+        self.actor = Some(user.clone());
+        self
+    }
+
+    pub fn workspace(mut self, workspace: &WorkspaceId) -> Self {
+        self.workspace = Some(workspace.clone());
+        self
+    }
+
+    pub fn target(mut self, kind: impl Into<String>, id: impl Into<String>) -> Self {
+        self.target_kind = Some(kind.into());
+        self.target_id = Some(id.into());
+        self
+    }
+
+    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = Some(ip.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// Where the next page after this entry starts.
+    pub fn cursor(&self) -> AuditCursor {
+        AuditCursor { at: self.at, id: self.id.clone() }
+    }
+}
+
+/// A position in a newest-first audit listing: entries strictly older than (`at`, `id`) come next.
+/// Both parts are needed because several entries can share a millisecond.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCursor {
+    pub at: i64,
+    pub id: AuditId,
+}
+
+const AUDIT_COLUMNS: &str =
+    "id, at, actor_user_id, workspace_id, action, target_kind, target_id, ip, detail_json";
+
+fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let detail: String = col(row, "detail_json")?;
+    Ok(AuditEntry {
+        id: col_parsed(row, "id", AuditId::parse)?,
+        at: col(row, "at")?,
+        actor: col_parsed_opt(row, "actor_user_id", UserId::parse)?,
+        workspace: col_parsed_opt(row, "workspace_id", WorkspaceId::parse)?,
+        action: col(row, "action")?,
+        target_kind: col(row, "target_kind")?,
+        target_id: col(row, "target_id")?,
+        ip: col(row, "ip")?,
+        detail: serde_json::from_str(&detail)
+            .map_err(|e| StoreError::Corrupt(format!("column detail_json: {e}")))?,
+    })
+}
+
+impl Store {
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log
+                 (id, at, actor_user_id, workspace_id, action, target_kind, target_id, ip, detail_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(entry.id.as_str())
+        .bind(entry.at)
+        .bind(entry.actor.as_ref().map(UserId::as_str))
+        .bind(entry.workspace.as_ref().map(WorkspaceId::as_str))
+        .bind(entry.action.as_str())
+        .bind(entry.target_kind.as_deref())
+        .bind(entry.target_id.as_deref())
+        .bind(entry.ip.as_deref())
+        .bind(entry.detail.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries of `workspace`, newest first, starting after `before` if given.
+    pub async fn list_audit(
+        &self,
+        workspace: &WorkspaceId,
+        limit: u32,
+        before: Option<&AuditCursor>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        // Without a cursor, start from a position newer than any entry.
+        let (at, id) = before.map_or((i64::MAX, ""), |c| (c.at, c.id.as_str()));
+        // $2 appears twice and before $1: both backends bind `$N` by number, not by position.
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log
+             WHERE (at < $2 OR (at = $2 AND id < $3)) AND workspace_id = $1
+             ORDER BY at DESC, id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(workspace.as_str())
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}

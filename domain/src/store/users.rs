@@ -1,0 +1,79 @@
+//! People who can sign in.
+
+use sqlx::any::AnyRow;
+
+use super::{
+    Store, StoreError, Workspace, col, col_parsed, conflict_on_unique, now_ms, workspaces,
+};
+use crate::ids::{DisplayName, Email, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub created_at: i64,
+}
+
+const USER_COLUMNS: &str = "id, email, display_name, created_at";
+
+fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: col_parsed(row, "id", UserId::parse)?,
+        email: col_parsed(row, "email", Email::parse)?,
+        display_name: col_parsed(row, "display_name", DisplayName::parse)?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+impl Store {
+    /// Signs a person up: the user, their personal workspace and their owner membership are created
+    /// together or not at all. An email already in use is `Conflict { what: "email" }`.
+    pub async fn create_user_with_personal_workspace(
+        &self,
+        email: &Email,
+        display_name: &DisplayName,
+    ) -> Result<(User, Workspace), StoreError> {
+        let now = now_ms();
+        let user = User {
+            id: UserId::new(),
+            email: email.clone(),
+            display_name: display_name.clone(),
+            created_at: now,
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.email.as_str())
+        .bind(user.display_name.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_on_unique("email"))?;
+        let workspace = workspaces::insert_personal(&mut tx, &user, now).await?;
+        tx.commit().await?;
+        Ok((user, workspace))
+    }
+
+    pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let row = sqlx::query(&sql).bind(email.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// How many accounts exist; zero means the next sign-up is the first (bootstrap) one.
+    pub async fn count_users(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.pool).await?;
+        let n: i64 = col(&row, "n")?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative user count {n}")))
+    }
+}

@@ -1,0 +1,149 @@
+//! Workspaces and who belongs to them.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+use uuid::Uuid;
+
+use super::{Store, StoreError, User, col, col_parsed, conflict_on_unique};
+use crate::ids::{DisplayName, PlanId, Role, Slug, UserId, WorkspaceId};
+
+/// The `free` plan seeded by the first migration (`migrations/*/0001_initial.sql`).
+pub const FREE_PLAN_ID: &str = "00000000-0000-7000-8000-000000000001";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: DisplayName,
+    pub slug: Slug,
+    /// Created with its owner at sign-up; every user has exactly one.
+    pub personal: bool,
+    pub owner: UserId,
+    pub plan: PlanId,
+    pub created_at: i64,
+}
+
+/// A workspace as seen by one of its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserWorkspace {
+    pub workspace: Workspace,
+    pub role: Role,
+}
+
+const WORKSPACE_COLUMNS: &str =
+    "w.id, w.name, w.slug, w.personal, w.owner_user_id, w.plan_id, w.created_at";
+
+fn workspace_from_row(row: &AnyRow) -> Result<Workspace, StoreError> {
+    Ok(Workspace {
+        id: col_parsed(row, "id", WorkspaceId::parse)?,
+        name: col_parsed(row, "name", DisplayName::parse)?,
+        slug: col_parsed(row, "slug", Slug::parse)?,
+        personal: col::<i64>(row, "personal")? != 0,
+        owner: col_parsed(row, "owner_user_id", UserId::parse)?,
+        plan: col_parsed(row, "plan_id", PlanId::parse)?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+/// How many random suffixes to try when the slug derived from the email is taken.
+const SLUG_ATTEMPTS: usize = 5;
+
+/// Creates `user`'s personal workspace and owner membership inside the sign-up transaction. The slug
+/// comes from the email's local part, with a random suffix if that is taken.
+pub(super) async fn insert_personal(
+    tx: &mut Transaction<'static, Any>,
+    user: &User,
+    now: i64,
+) -> Result<Workspace, StoreError> {
+    let base = Slug::suggest(user.email.local_part(), Slug::MAX_CHARS - 7)
+        .map_or_else(|| "user".to_owned(), String::from);
+    let mut workspace = Workspace {
+        id: WorkspaceId::new(),
+        name: DisplayName::parse("Personal")?,
+        slug: Slug::parse(&base)?,
+        personal: true,
+        owner: user.id.clone(),
+        plan: PlanId::parse(FREE_PLAN_ID)?,
+        created_at: now,
+    };
+    for attempt in 0..=SLUG_ATTEMPTS {
+        if attempt > 0 {
+            let suffix = Uuid::new_v4().simple().to_string();
+            workspace.slug = Slug::parse(&format!("{base}-{}", &suffix[..6]))?;
+        }
+        // DO NOTHING rather than catching the error: on PostgreSQL a failed statement aborts the
+        // whole transaction, and the retry has to happen inside it.
+        let inserted = sqlx::query(
+            "INSERT INTO workspaces
+                 (id, name, slug, personal, owner_user_id, plan_id, created_at, updated_at)
+             VALUES ($1, $2, $3, 1, $4, $5, $6, $6)
+             ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(workspace.id.as_str())
+        .bind(workspace.name.as_str())
+        .bind(workspace.slug.as_str())
+        .bind(workspace.owner.as_str())
+        .bind(workspace.plan.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_unique("personal workspace"))?
+        .rows_affected()
+            == 1;
+        if inserted {
+            sqlx::query(
+                "INSERT INTO memberships (workspace_id, user_id, role, created_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(workspace.id.as_str())
+            .bind(user.id.as_str())
+            .bind(Role::Owner.as_str())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            return Ok(workspace);
+        }
+    }
+    Err(StoreError::Conflict { what: "workspace slug" })
+}
+
+impl Store {
+    /// The workspaces `user` belongs to with their role in each, personal workspace first.
+    pub async fn workspaces_for_user(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<UserWorkspace>, StoreError> {
+        let sql = format!(
+            "SELECT {WORKSPACE_COLUMNS}, m.role
+             FROM memberships m JOIN workspaces w ON w.id = m.workspace_id
+             WHERE m.user_id = $1 AND w.deleted_at IS NULL
+             ORDER BY w.personal DESC, w.name, w.id"
+        );
+        let rows = sqlx::query(&sql).bind(user.as_str()).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserWorkspace {
+                    workspace: workspace_from_row(row)?,
+                    role: col_parsed(row, "role", Role::parse)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `user`'s role in `workspace`, or `None` if they are not a member (or it was deleted).
+    pub async fn membership(
+        &self,
+        workspace: &WorkspaceId,
+        user: &UserId,
+    ) -> Result<Option<Role>, StoreError> {
+        let row = sqlx::query(
+            "SELECT m.role
+             FROM memberships m JOIN workspaces w ON w.id = m.workspace_id
+             WHERE m.workspace_id = $1 AND m.user_id = $2 AND w.deleted_at IS NULL",
+        )
+        .bind(workspace.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| col_parsed(&row, "role", Role::parse)).transpose()
+    }
+}

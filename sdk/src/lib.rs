@@ -1,0 +1,12 @@
+//! The BurstFlare API contract: request/response types, the error body, route paths and a
+//! typed HTTP client. The server writes these types, the CLI and the web pages read them.
+//! Nothing here knows about axum or sqlx.
+
+pub mod client;
+pub mod error;
+pub mod routes;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use error::{ApiError, ErrorCode};
+pub use types::*;
