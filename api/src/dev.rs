@@ -95,8 +95,8 @@ impl DevStack {
         let store = Store::connect(&db_url).await.context("opening the SQLite database")?;
         store.migrate().await.context("migrating the SQLite database")?;
 
-        let s3 =
-            EmbeddedS3::start(&dir.join("s3"), &secrets.s3_access_key, &secrets.s3_secret_key).await?;
+        let s3 = EmbeddedS3::start(&dir.join("s3"), &secrets.s3_access_key, &secrets.s3_secret_key)
+            .await?;
 
         let temporal_port = free_port()?;
         std::fs::create_dir_all(dir.join("temporal"))?;
@@ -144,7 +144,10 @@ impl DevStack {
             match temporal::connect(&config.temporal).await {
                 Ok(c) => break c,
                 Err(e) if Instant::now() > deadline => {
-                    bail!("Temporal did not come up within 90s: {e:#}\n{}", temporal_child.log_tail(20))
+                    bail!(
+                        "Temporal did not come up within 90s: {e:#}\n{}",
+                        temporal_child.log_tail(20)
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
@@ -270,9 +273,12 @@ pub async fn shutdown_signal() -> &'static str {
 
 async fn connect_docker(socket: &Path) -> anyhow::Result<bollard::Docker> {
     let fix = "start it with `make setup` (which starts dockerd) or `sudo dockerd &`";
-    let docker =
-        bollard::Docker::connect_with_unix(&socket.to_string_lossy(), 10, bollard::API_DEFAULT_VERSION)
-            .map_err(|e| anyhow::anyhow!("Docker is not reachable at {}: {e}; {fix}", socket.display()))?;
+    let docker = bollard::Docker::connect_with_unix(
+        &socket.to_string_lossy(),
+        10,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| anyhow::anyhow!("Docker is not reachable at {}: {e}; {fix}", socket.display()))?;
     match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
         Ok(Ok(_)) => Ok(docker),
         Ok(Err(e)) => bail!("Docker is not reachable at {}: {e}; {fix}", socket.display()),
@@ -294,7 +300,10 @@ async fn wait_for_registry(url: &url::Url, child: &mut ChildProcess) -> anyhow::
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the registry did not answer at {probe} within 30s; its log:\n{}", child.log_tail(20));
+            bail!(
+                "the registry did not answer at {probe} within 30s; its log:\n{}",
+                child.log_tail(20)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -345,7 +354,8 @@ impl DevSecrets {
             s3_access_key: format!("BFDEV{}", hex::encode_upper(&bytes[..8])),
             s3_secret_key: hex::encode(&bytes[8..]),
         };
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         std::io::Write::write_all(&mut f, toml::to_string(&secrets)?.as_bytes())?;
         Ok(secrets)
     }

@@ -68,7 +68,10 @@ async fn not_found(uri: Uri) -> Response {
     if uri.path().starts_with("/api") {
         AppError::NotFound.into_response()
     } else {
-        (StatusCode::NOT_FOUND, Html(web::pages::error_page(404, "This page does not exist.").into_string()))
+        (
+            StatusCode::NOT_FOUND,
+            Html(web::pages::error_page(404, "This page does not exist.").into_string()),
+        )
             .into_response()
     }
 }

@@ -16,7 +16,11 @@ use burstflare_api::{AppState, http, temporal};
 use domain::{Config, Store};
 
 #[derive(Parser)]
-#[command(name = "burstflare", version, about = "BurstFlare: self-hosted cloud development sessions")]
+#[command(
+    name = "burstflare",
+    version,
+    about = "BurstFlare: self-hosted cloud development sessions"
+)]
 struct Cli {
     /// Configuration file (TOML). `BURSTFLARE_*` variables override it; see docs/configuration.md.
     #[arg(long, global = true, env = "BURSTFLARE_CONFIG", value_name = "FILE")]
@@ -74,8 +78,8 @@ enum AdminCommand {
 fn init_tracing() {
     let filter = EnvFilter::try_from_env("BURSTFLARE_LOG").unwrap_or_else(|_| {
         EnvFilter::new(
-            "warn,burstflare=info,burstflare_api=info,burstflare_domain=info,\
-             burstflare_activities=info,burstflare_workflows=info",
+            "warn,burstflare=info,burstflare_api=info,domain=info,\
+             activities=info,workflows=info",
         )
     });
     tracing_subscriber::fmt()

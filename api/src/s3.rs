@@ -23,13 +23,15 @@ impl EmbeddedS3 {
     pub async fn start(root: &Path, access_key: &str, secret_key: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("creating the S3 data directory {}", root.display()))?;
-        let fs = s3s_fs::FileSystem::new(root)
-            .map_err(|e| anyhow::anyhow!("opening the S3 data directory {}: {e:?}", root.display()))?;
+        let fs = s3s_fs::FileSystem::new(root).map_err(|e| {
+            anyhow::anyhow!("opening the S3 data directory {}: {e:?}", root.display())
+        })?;
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key.to_string()));
         let service = builder.build();
 
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the S3 server")?;
+        let listener =
+            TcpListener::bind(("127.0.0.1", 0)).await.context("binding the S3 server")?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let http = ConnBuilder::new(TokioExecutor::new());
@@ -41,7 +43,8 @@ impl EmbeddedS3 {
                         continue;
                     }
                 };
-                let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                let conn =
+                    http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!("S3 connection ended with an error: {e}");

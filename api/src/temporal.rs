@@ -50,7 +50,12 @@ impl TemporalHandle {
             namespace: self.config.namespace.clone(),
             ..Default::default()
         };
-        match WorkflowService::describe_namespace(&mut client, temporalio_client::tonic::Request::new(req)).await {
+        match WorkflowService::describe_namespace(
+            &mut client,
+            temporalio_client::tonic::Request::new(req),
+        )
+        .await
+        {
             Ok(_) => Ok(()),
             Err(status) => {
                 // Drop the cached client so the next call reconnects.
@@ -97,6 +102,10 @@ pub async fn run_self_check(
         .with_context(|| format!("starting workflow {id}"))?;
     tokio::time::timeout(timeout, handle.get_result(WorkflowGetResultOptions::default()))
         .await
-        .map_err(|_| anyhow::anyhow!("workflow {id} did not finish within {timeout:?}; is a worker polling {task_queue}?"))?
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "workflow {id} did not finish within {timeout:?}; is a worker polling {task_queue}?"
+            )
+        })?
         .with_context(|| format!("workflow {id} failed"))
 }

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "flare", version, about = "The BurstFlare CLI: start, reach and manage cloud development sessions")]
+#[command(
+    name = "flare",
+    version,
+    about = "The BurstFlare CLI: start, reach and manage cloud development sessions"
+)]
 struct Cli {
     /// BurstFlare server URL.
     #[arg(long, global = true, env = "FLARE_SERVER", default_value = "http://127.0.0.1:8080")]
@@ -59,13 +63,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(v) => (Some(v), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            let out = VersionOutput { client: env!("CARGO_PKG_VERSION").into(), server, server_error };
+            let out =
+                VersionOutput { client: env!("CARGO_PKG_VERSION").into(), server, server_error };
             match cli.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&out)?),
                 Output::Text => {
                     println!("flare {}", out.client);
                     match (&out.server, &out.server_error) {
-                        (Some(v), _) => println!("server {} (API {}) at {}", v.version, v.api, cli.server),
+                        (Some(v), _) => {
+                            println!("server {} (API {}) at {}", v.version, v.api, cli.server)
+                        }
                         (None, Some(e)) => println!("server: unavailable ({e})"),
                         (None, None) => {}
                     }

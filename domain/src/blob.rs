@@ -98,14 +98,15 @@ impl BlobStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
-            let err = e.into_service_error();
-            if err.is_no_such_key() {
-                BlobError::NotFound { key: key.to_string() }
-            } else {
-                request_err("GetObject", err)
-            }
-        })?;
+        let out =
+            self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+                let err = e.into_service_error();
+                if err.is_no_such_key() {
+                    BlobError::NotFound { key: key.to_string() }
+                } else {
+                    request_err("GetObject", err)
+                }
+            })?;
         let bytes = out
             .body
             .collect()

@@ -223,7 +223,10 @@ impl Config {
             return Err(invalid("public_url", "must be an http or https URL"));
         }
         let db = self.database.url.expose_secret();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return Err(invalid("database.url", "must start with sqlite: or postgres://"));
         }
         if self.database.max_connections == 0 || self.database.max_connections > 1000 {
@@ -238,7 +241,11 @@ impl Config {
         }
         let id_ok = !self.node.id.is_empty()
             && self.node.id.len() <= 63
-            && self.node.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && self
+                .node
+                .id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !id_ok {
             return Err(invalid("node.id", "must be 1 to 63 characters of a-z, 0-9 and '-'"));
         }
@@ -250,7 +257,10 @@ impl Config {
     pub fn redacted(&self) -> String {
         let mut value = toml::Value::try_from(self).unwrap_or(toml::Value::String(String::new()));
         if let Some(db) = value.get_mut("database").and_then(|v| v.as_table_mut()) {
-            db.insert("url".into(), toml::Value::String(redact_url_password(self.database.url.expose_secret())));
+            db.insert(
+                "url".into(),
+                toml::Value::String(redact_url_password(self.database.url.expose_secret())),
+            );
         }
         toml::to_string_pretty(&value).unwrap_or_default()
     }
@@ -310,7 +320,9 @@ fn flatten_figment(e: figment::Error) -> String {
 
 fn validate_bucket(bucket: &str) -> Result<(), ConfigError> {
     let ok = (3..=63).contains(&bucket.len())
-        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && !bucket.starts_with(['-', '.'])
         && !bucket.ends_with(['-', '.']);
     if ok {
@@ -389,7 +401,8 @@ mod tests {
             err.to_string(),
             "invalid configuration: storage.bucket: must be 3 to 63 characters of a-z, 0-9, '-' and '.'"
         );
-        let err = Config::load(None, env(&[("BURSTFLARE_DATABASE__URL", "mysql://x")])).unwrap_err();
+        let err =
+            Config::load(None, env(&[("BURSTFLARE_DATABASE__URL", "mysql://x")])).unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
     }
 

@@ -61,8 +61,8 @@ mod tests {
 
     #[test]
     fn an_unknown_error_code_from_a_newer_server_still_parses() {
-        let e: ApiError =
-            serde_json::from_str(r#"{"code":"brand_new","message":"m"}"#).unwrap_or_else(|e| {
+        let e: ApiError = serde_json::from_str(r#"{"code":"brand_new","message":"m"}"#)
+            .unwrap_or_else(|e| {
                 unreachable!("{e}");
             });
         assert_eq!(e.code, ErrorCode::Unknown);

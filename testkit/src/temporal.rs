@@ -15,7 +15,15 @@ impl TestTemporal {
     pub async fn start() -> anyhow::Result<Self> {
         let port = crate::free_port()?;
         let child = std::process::Command::new("temporal")
-            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--log-level", "error"])
+            .args([
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--log-level",
+                "error",
+            ])
             .args(["--port", &port.to_string()])
             .args(["--http-port", &crate::free_port()?.to_string()])
             .args(["--metrics-port", &crate::free_port()?.to_string()])
@@ -23,7 +31,9 @@ impl TestTemporal {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting `temporal server start-dev` (is the temporal CLI on PATH? `make setup`)")?;
+            .context(
+                "starting `temporal server start-dev` (is the temporal CLI on PATH? `make setup`)",
+            )?;
         let mut me = Self { address: format!("http://127.0.0.1:{port}"), child };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

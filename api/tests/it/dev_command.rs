@@ -77,7 +77,9 @@ fn blob_store(dir: &Path) -> domain::blob::BlobStore {
     let cfg = StorageConfig {
         endpoint: url::Url::parse(&state.s3).unwrap(),
         access_key_id: secrets["s3_access_key"].as_str().unwrap().to_string(),
-        secret_access_key: SecretString::from(secrets["s3_secret_key"].as_str().unwrap().to_string()),
+        secret_access_key: SecretString::from(
+            secrets["s3_secret_key"].as_str().unwrap().to_string(),
+        ),
         ..StorageConfig::default()
     };
     domain::blob::BlobStore::new(&cfg)
@@ -97,7 +99,10 @@ async fn dev_becomes_ready_stops_every_child_on_sigterm_and_keeps_data_across_re
     assert!(health.is_ok(), "{health:?}");
 
     let children = processes_using(&dir);
-    assert!(children.len() >= 2, "expected the Temporal server and the registry, found {children:?}");
+    assert!(
+        children.len() >= 2,
+        "expected the Temporal server and the registry, found {children:?}"
+    );
 
     // Data written in the first run: an object in S3 and a user in the database.
     blob_store(&dir).put("kept/marker.txt", b"still here".to_vec(), "text/plain").await.unwrap();
@@ -112,7 +117,8 @@ async fn dev_becomes_ready_stops_every_child_on_sigterm_and_keeps_data_across_re
 
     let status = terminate(dev).await;
     assert!(status.success(), "dev exited with {status}");
-    let left: Vec<u32> = children.iter().copied().filter(|p| processes_using(&dir).contains(p)).collect();
+    let left: Vec<u32> =
+        children.iter().copied().filter(|p| processes_using(&dir).contains(p)).collect();
     assert!(left.is_empty(), "children left running after SIGTERM: {left:?}");
     assert!(!dir.join("dev.json").exists());
 

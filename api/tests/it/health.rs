@@ -29,7 +29,8 @@ async fn health_is_ok_when_every_dependency_is_up_and_metrics_and_pages_are_serv
     let body: sdk::ApiError = missing.json().await.unwrap();
     assert_eq!(body.code, sdk::ErrorCode::NotFound);
 
-    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    let metrics =
+        reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
     assert!(
         metrics.lines().any(|l| l.starts_with("http_requests_total")
             && l.contains("route=\"/api/health\"")

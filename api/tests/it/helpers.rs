@@ -21,7 +21,13 @@ pub async fn spawn_app() -> TestApp {
         axum::serve(listener, http::router(state)).await.unwrap();
     });
     let base = format!("http://{addr}");
-    TestApp { client: sdk::Client::new(&base).unwrap(), base, stack: Some(stack), _dir: dir, server }
+    TestApp {
+        client: sdk::Client::new(&base).unwrap(),
+        base,
+        stack: Some(stack),
+        _dir: dir,
+        server,
+    }
 }
 
 impl TestApp {

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // The short name every other crate of the workspace uses for this one.
-extern crate burstflare_domain as domain;
 
 mod ids;
 mod schema;

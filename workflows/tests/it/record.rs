@@ -19,15 +19,18 @@ const QUEUE: &str = "test-control";
 async fn self_check_runs_on_real_workers_writes_the_database_and_its_history_replays() {
     let temporal = TestTemporal::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        domain::Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()))
-            .await
-            .unwrap();
+    let store = domain::Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let docker = bollard::Docker::connect_with_unix_defaults().unwrap();
 
     let conn = loop {
-        match Connection::connect(ConnectionOptions::new(Url::from_str(&temporal.address).unwrap()).build()).await {
+        match Connection::connect(
+            ConnectionOptions::new(Url::from_str(&temporal.address).unwrap()).build(),
+        )
+        .await
+        {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -73,7 +76,11 @@ async fn self_check_runs_on_real_workers_writes_the_database_and_its_history_rep
             if let Some(n) = &out.node {
                 assert!(!n.docker_version.is_empty());
             }
-            let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await.unwrap();
+            let json = handle
+                .fetch_history(WorkflowFetchHistoryOptions::default())
+                .to_json()
+                .await
+                .unwrap();
             histories.push((name, json));
         }
         for stop in &stops {
@@ -90,10 +97,10 @@ async fn self_check_runs_on_real_workers_writes_the_database_and_its_history_rep
 
     let replayer = workflows::replayer().unwrap();
     for (name, json) in histories {
-        replayer.replay_workflow(WorkflowHistory::from_json(json.as_bytes()).unwrap()).await.unwrap();
+        replayer.replay_workflow(WorkflowHistory::from_json(&json).unwrap()).await.unwrap();
         if std::env::var_os("BURSTFLARE_RECORD_HISTORIES").is_some() {
             let path = crate::replay::histories_dir().join(format!("{name}.json"));
-            std::fs::write(&path, json).unwrap();
+            std::fs::write(&path, &json).unwrap();
             eprintln!("saved {}", path.display());
         }
     }
