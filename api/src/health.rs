@@ -41,10 +41,12 @@ pub async fn check_all(state: &AppState) -> HealthResponse {
 }
 
 async fn check_docker(state: &AppState) -> Result<(), String> {
-    let docker = state.docker.as_ref().ok_or("no Docker socket configured")?;
-    docker.ping().await.map(|_| ()).map_err(|e| {
-        format!("Docker is not reachable at {}: {e}", state.config.docker.socket.display())
-    })
+    let socket = state.config.docker.socket.display();
+    let docker = state
+        .docker
+        .as_ref()
+        .map_err(|e| format!("Docker is not reachable at {socket}: {e}"))?;
+    docker.ping().await.map(|_| ()).map_err(|e| format!("Docker is not reachable at {socket}: {e}"))
 }
 
 async fn check_registry(state: &AppState) -> Result<(), String> {

@@ -19,7 +19,8 @@ pub struct Inner {
     pub store: Store,
     pub blob: BlobStore,
     pub temporal: TemporalHandle,
-    pub docker: Option<bollard::Docker>,
+    /// The Docker client, or why it could not be made (reported by /api/health).
+    pub docker: Result<bollard::Docker, String>,
     pub http: reqwest::Client,
 }
 
@@ -40,7 +41,7 @@ impl AppState {
             30,
             bollard::API_DEFAULT_VERSION,
         )
-        .ok();
+        .map_err(|e| e.to_string());
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
         Ok(Self { inner: Arc::new(Inner { config, store, blob, temporal, docker, http }) })
     }
