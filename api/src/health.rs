@@ -42,10 +42,8 @@ pub async fn check_all(state: &AppState) -> HealthResponse {
 
 async fn check_docker(state: &AppState) -> Result<(), String> {
     let socket = state.config.docker.socket.display();
-    let docker = state
-        .docker
-        .as_ref()
-        .map_err(|e| format!("Docker is not reachable at {socket}: {e}"))?;
+    let docker =
+        state.docker.as_ref().map_err(|e| format!("Docker is not reachable at {socket}: {e}"))?;
     docker.ping().await.map(|_| ()).map_err(|e| format!("Docker is not reachable at {socket}: {e}"))
 }
 

@@ -29,7 +29,8 @@ async fn migrate_applies_the_schema_to_a_configured_postgres_database_and_is_ide
 fn admin_config_prints_the_effective_configuration_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("burstflare.toml");
-    std::fs::write(&file, "[storage]\nbucket = \"from-file\"\naccess_key_id = \"AKIDFILE\"\n").unwrap();
+    std::fs::write(&file, "[storage]\nbucket = \"from-file\"\naccess_key_id = \"AKIDFILE\"\n")
+        .unwrap();
     let out = Command::new(BIN)
         .args(["admin", "config", "--config"])
         .arg(&file)
