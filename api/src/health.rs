@@ -13,11 +13,12 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 async fn bounded<F, E>(fut: F) -> String
 where
     F: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: Into<anyhow::Error>,
 {
     match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
         Ok(Ok(())) => "ok".to_string(),
-        Ok(Err(e)) => e.to_string(),
+        // With its causes: "database error" alone would not help anyone.
+        Ok(Err(e)) => format!("{:#}", e.into()),
         Err(_) => format!("timed out after {}s", CHECK_TIMEOUT.as_secs()),
     }
 }
@@ -40,22 +41,32 @@ pub async fn check_all(state: &AppState) -> HealthResponse {
     HealthResponse::from_checks(checks)
 }
 
-async fn check_docker(state: &AppState) -> Result<(), String> {
+async fn check_docker(state: &AppState) -> anyhow::Result<()> {
     let socket = state.config.docker.socket.display();
-    let docker =
-        state.docker.as_ref().map_err(|e| format!("Docker is not reachable at {socket}: {e}"))?;
-    docker.ping().await.map(|_| ()).map_err(|e| format!("Docker is not reachable at {socket}: {e}"))
+    let docker = state
+        .docker
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("Docker is not reachable at {socket}: {e}"))?;
+    docker
+        .ping()
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("Docker is not reachable at {socket}: {e}"))
 }
 
-async fn check_registry(state: &AppState) -> Result<(), String> {
-    let url = state.config.registry.url.join("/v2/").map_err(|e| e.to_string())?;
+async fn check_registry(state: &AppState) -> anyhow::Result<()> {
+    let url = state.config.registry.url.join("/v2/")?;
     let resp = state.http.get(url.clone()).send().await.map_err(|e| {
-        format!("registry is not reachable at {}: {}", state.config.registry.url, root_cause(&e))
+        anyhow::anyhow!(
+            "registry is not reachable at {}: {}",
+            state.config.registry.url,
+            root_cause(&e)
+        )
     })?;
     // 401 means the registry is up and wants credentials, which the build worker has.
     match resp.status().as_u16() {
         200 | 401 => Ok(()),
-        other => Err(format!("registry answered {other} at {url}")),
+        other => Err(anyhow::anyhow!("registry answered {other} at {url}")),
     }
 }
 

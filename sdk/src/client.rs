@@ -8,12 +8,11 @@ use crate::{ApiError, HealthResponse, VersionResponse, routes};
 pub enum ClientError {
     #[error("invalid server URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("could not reach the BurstFlare server at {url}: {source}")]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(
+        "could not reach the BurstFlare server at {url} ({cause}); check --server (or FLARE_SERVER) \
+         and that the server is running"
+    )]
+    Transport { url: String, cause: String },
     #[error("server answered {status}: {error}")]
     Api { status: u16, error: ApiError },
     #[error("server answered {status} with a body this client does not understand: {body}")]
@@ -64,17 +63,10 @@ impl Client {
             url: self.base.to_string(),
             reason: e.to_string(),
         })?;
-        let resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport { url: url.to_string(), source })?;
+        let resp =
+            self.http.get(url.clone()).send().await.map_err(|source| transport(&url, source))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport { url: url.to_string(), source })?;
+        let body = resp.bytes().await.map_err(|source| transport(&url, source))?;
         if (200..300).contains(&status) || also_ok.contains(&status) {
             return serde_json::from_slice(&body).map_err(|_| ClientError::UnexpectedBody {
                 status,
@@ -89,4 +81,13 @@ impl Client {
             }),
         }
     }
+}
+
+fn transport(url: &url::Url, source: reqwest::Error) -> ClientError {
+    // reqwest's own message ("error sending request") hides the useful part: the root cause.
+    let mut cause: &(dyn std::error::Error + 'static) = &source;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    ClientError::Transport { url: url.to_string(), cause: cause.to_string() }
 }
