@@ -222,11 +222,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let state = AppState::new(stack.config.clone(), stack.store.clone())?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+        http::serve(listener, http::router(state), async {
+            let _ = stop_rx.await;
+        })
+        .await
     });
 
     std::fs::write(stack.dir.join("dev.json"), serde_json::to_vec_pretty(&stack.state())?)?;

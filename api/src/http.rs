@@ -7,7 +7,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use sdk::routes;
 
+use crate::routes::RouteDef;
 use crate::{AppError, AppState, health, metrics};
+
+/// Every route behind an access rule: the JSON API and the pages.
+pub fn route_table() -> Vec<RouteDef> {
+    let mut defs = crate::v1::routes();
+    defs.extend(crate::pages::routes());
+    defs
+}
 
 pub fn router(state: AppState) -> Router {
     let _ = metrics::handle();
@@ -15,11 +23,25 @@ pub fn router(state: AppState) -> Router {
         .route(routes::HEALTH, get(health_handler))
         .route(routes::VERSION, get(version_handler))
         .route(routes::METRICS, get(metrics_handler))
-        .route("/", get(home))
         .route(web::STYLESHEET_PATH, get(stylesheet))
+        .route(web::PASSKEYS_JS_PATH, get(passkeys_js))
+        .merge(crate::routes::mount(&state, route_table()))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::csrf_guard))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
+}
+
+/// Serves `router` on `listener` with the peer address available to handlers (audit IPs)
+/// until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 pub fn version() -> sdk::VersionResponse {
@@ -48,9 +70,14 @@ async fn metrics_handler() -> impl IntoResponse {
     )
 }
 
-async fn home(State(state): State<AppState>) -> Html<String> {
-    let report = health::check_all(&state).await;
-    Html(web::pages::home(&version(), &report).into_string())
+async fn passkeys_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        web::PASSKEYS_JS,
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {

@@ -1,16 +1,23 @@
 //! The BurstFlare service: the axum API (JSON under `/api`, HTML pages, metrics), the
 //! process orchestration of `burstflare dev`, and the `burstflare` subcommands.
 
+pub mod auth;
+pub mod bootstrap;
 pub mod children;
 pub mod dev;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod metrics;
+pub mod pages;
+pub mod routes;
 pub mod s3;
 pub mod state;
 pub mod temporal;
+pub mod v1;
 pub mod workers;
+pub mod workspaces;
 
 pub use error::AppError;
 pub use state::AppState;

@@ -62,6 +62,28 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Create the first user (owner of a personal workspace) and print an API token and
+    /// recovery codes for it: for headless installs and tests. Refuses to run twice unless
+    /// --force.
+    Bootstrap {
+        #[arg(long)]
+        email: String,
+        /// Display name (default: the part of the email before the @).
+        #[arg(long)]
+        name: Option<String>,
+        /// Use the database of a `burstflare dev` install in DIR (also while it runs)
+        /// instead of the configured one.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Run even though users exist.
+        #[arg(long)]
+        force: bool,
+        /// Lifetime of the printed API token, 1 to 366 days.
+        #[arg(long, default_value_t = 30)]
+        token_days: u32,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Print the effective configuration with secrets redacted.
     Config,
     /// Run the SelfCheck workflow through the configured Temporal and workers, and print it.
@@ -73,6 +95,12 @@ enum AdminCommand {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 fn init_tracing() {
@@ -128,12 +156,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {listen} (server.listen)"))?;
             let state = AppState::new(config, store)?;
             tracing::info!("serving on http://{listen}");
-            axum::serve(listener, http::router(state))
-                .with_graceful_shutdown(async {
-                    let sig = dev::shutdown_signal().await;
-                    tracing::info!("{sig}: stopping");
-                })
-                .await?;
+            http::serve(listener, http::router(state), async {
+                let sig = dev::shutdown_signal().await;
+                tracing::info!("{sig}: stopping");
+            })
+            .await?;
             Ok(())
         }
         Command::Worker => {
@@ -168,6 +195,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             store.migrate().await.context("applying migrations")?;
             println!("database is up to date");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Bootstrap { email, name, data_dir, force, token_days, output },
+        } => {
+            let store = match data_dir {
+                Some(dir) => {
+                    let db = dir.join("burstflare.db");
+                    if !db.exists() {
+                        anyhow::bail!(
+                            "{} has no burstflare.db: is it the --data-dir of `burstflare dev`?",
+                            dir.display()
+                        );
+                    }
+                    Store::connect(&format!("sqlite://{}?mode=rwc", db.display())).await?
+                }
+                None => open_store(&load_config(&cli)?).await?,
+            };
+            store.migrate().await.context("applying migrations")?;
+            let out = burstflare_api::bootstrap::run(
+                &store,
+                email,
+                name.as_deref(),
+                *force,
+                *token_days,
+            )
+            .await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&out)?),
+                Output::Text => {
+                    println!("created {} (workspace {})", out.email, out.workspace);
+                    println!("API token (shown once; use as `Authorization: Bearer`):");
+                    println!("{}", out.token);
+                    println!("recovery codes (shown once; sign in at /recover to add a passkey):");
+                    for code in &out.recovery_codes {
+                        println!("{code}");
+                    }
+                }
+            }
             Ok(())
         }
         Command::Admin { command: AdminCommand::Config } => {

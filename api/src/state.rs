@@ -22,6 +22,9 @@ pub struct Inner {
     /// The Docker client, or why it could not be made (reported by /api/health).
     pub docker: Result<bollard::Docker, String>,
     pub http: reqwest::Client,
+    /// The WebAuthn relying party (this installation's `public_url`).
+    pub passkeys: domain::passkeys::RelyingParty,
+    pub bot_check: std::sync::Arc<dyn domain::botcheck::BotCheck>,
 }
 
 impl std::ops::Deref for AppState {
@@ -43,6 +46,10 @@ impl AppState {
         )
         .map_err(|e| e.to_string());
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        Ok(Self { inner: Arc::new(Inner { config, store, blob, temporal, docker, http }) })
+        let passkeys = domain::passkeys::RelyingParty::new(&config.public_url)?;
+        let bot_check = domain::botcheck::from_config(&config.turnstile);
+        Ok(Self {
+            inner: Arc::new(Inner { config, store, blob, temporal, docker, http, passkeys, bot_check }),
+        })
     }
 }

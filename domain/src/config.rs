@@ -40,6 +40,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub docker: DockerConfig,
     pub node: NodeConfig,
+    pub turnstile: TurnstileConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +113,21 @@ pub struct NodeConfig {
     pub id: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnstileConfig {
+    /// Cloudflare Turnstile secret key; empty switches the bot check off (dev). Example:
+    /// `secret = "0x4AAAAAAA…"` (or `BURSTFLARE_TURNSTILE__SECRET`).
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: SecretString,
+    /// Site key the sign-up and sign-in pages give the widget; required with a secret.
+    /// Example: `site_key = "0x4AAAAAAA…"`.
+    pub site_key: String,
+    /// Where tokens are verified. Example:
+    /// `siteverify_url = "https://challenges.cloudflare.com/turnstile/v0/siteverify"`.
+    pub siteverify_url: url::Url,
+}
+
 fn ser_secret<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
 }
@@ -132,6 +148,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             docker: DockerConfig::default(),
             node: NodeConfig::default(),
+            turnstile: TurnstileConfig::default(),
         }
     }
 }
@@ -189,6 +206,16 @@ impl Default for NodeConfig {
     }
 }
 
+impl Default for TurnstileConfig {
+    fn default() -> Self {
+        Self {
+            secret: SecretString::from(String::new()),
+            site_key: String::new(),
+            siteverify_url: url(crate::botcheck::TURNSTILE_SITEVERIFY_URL),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the TOML file (when given; it must exist), then `BURSTFLARE_*`
     /// variables taken from `env` (pass `std::env::vars()` in binaries).
@@ -200,6 +227,7 @@ impl Config {
         // Serialized defaults hold "[redacted]" for secrets; put the real defaults back.
         fig = fig.merge(Serialized::default("database.url", "sqlite://burstflare.db?mode=rwc"));
         fig = fig.merge(Serialized::default("storage.secret_access_key", ""));
+        fig = fig.merge(Serialized::default("turnstile.secret", ""));
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::MissingFile { path: path.to_path_buf() });
@@ -248,6 +276,12 @@ impl Config {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !id_ok {
             return Err(invalid("node.id", "must be 1 to 63 characters of a-z, 0-9 and '-'"));
+        }
+        if !matches!(self.turnstile.siteverify_url.scheme(), "http" | "https") {
+            return Err(invalid("turnstile.siteverify_url", "must be an http or https URL"));
+        }
+        if !self.turnstile.secret.expose_secret().is_empty() && self.turnstile.site_key.is_empty() {
+            return Err(invalid("turnstile.site_key", "required when turnstile.secret is set"));
         }
         Ok(())
     }
@@ -414,15 +448,46 @@ mod tests {
                 ("BURSTFLARE_DATABASE__URL", "postgres://bf:hunter2pw@db:5432/bf"),
                 ("BURSTFLARE_STORAGE__SECRET_ACCESS_KEY", "s3cr3tkey"),
                 ("BURSTFLARE_STORAGE__ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("BURSTFLARE_TURNSTILE__SECRET", "0x4AAAAAAAturnst1lesecret"),
+                ("BURSTFLARE_TURNSTILE__SITE_KEY", "0x4AAAAAAAsitekey"),
             ]),
         )
         .unwrap();
+        let secrets = ["hunter2pw", "s3cr3tkey", "turnst1lesecret"];
         let shown = c.redacted();
-        assert!(!shown.contains("hunter2pw") && !shown.contains("s3cr3tkey"), "{shown}");
+        assert!(!secrets.iter().any(|s| shown.contains(s)), "{shown}");
         assert!(shown.contains("postgres://bf:[redacted]@db:5432/bf"), "{shown}");
-        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(shown.contains("AKIDEXAMPLE") && shown.contains("0x4AAAAAAAsitekey"), "{shown}");
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("hunter2pw") && !dbg.contains("s3cr3tkey"), "{dbg}");
+        assert!(!secrets.iter().any(|s| dbg.contains(s)), "{dbg}");
         assert_eq!(c.storage.secret_access_key.expose_secret(), "s3cr3tkey");
+        assert_eq!(c.turnstile.secret.expose_secret(), "0x4AAAAAAAturnst1lesecret");
+    }
+
+    #[test]
+    fn turnstile_is_off_by_default_and_a_secret_needs_a_site_key() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.turnstile.secret.expose_secret(), "");
+        assert_eq!(
+            c.turnstile.siteverify_url.as_str(),
+            "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+        );
+        let err = Config::load(None, env(&[("BURSTFLARE_TURNSTILE__SECRET", "0x4AAAAAAAs")]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: turnstile.site_key: required when turnstile.secret is set"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[turnstile]\nsecret = \"0x4AAAAAAAs\"\nsite_key = \"0x4AAAAAAAk\"\n\
+             siteverify_url = \"http://127.0.0.1:9/siteverify\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.turnstile.site_key, "0x4AAAAAAAk");
+        assert_eq!(c.turnstile.siteverify_url.as_str(), "http://127.0.0.1:9/siteverify");
     }
 }

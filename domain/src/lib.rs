@@ -2,8 +2,12 @@
 //! SQLite/PostgreSQL and the S3 blob store. No HTTP lives here.
 
 pub mod blob;
+pub mod botcheck;
 pub mod config;
 pub mod ids;
+pub mod passkeys;
+pub mod policy;
+pub mod secrets;
 pub mod store;
 
 pub use config::Config;

@@ -50,7 +50,12 @@ CREATE TABLE browser_sessions (
     absolute_expires_at  INTEGER NOT NULL,
     revoked_at           INTEGER,
     ip                   TEXT,
-    user_agent           TEXT
+    user_agent           TEXT,
+    -- Random per session and rendered into forms; proves a form came from our page, and is not a
+    -- credential on its own.
+    csrf_token           TEXT    NOT NULL,
+    -- Set when signed in with a recovery code: the session may only add a passkey until one exists.
+    must_add_passkey     INTEGER NOT NULL DEFAULT 0 CHECK (must_add_passkey IN (0, 1))
 );
 CREATE INDEX browser_sessions_user_id ON browser_sessions (user_id);
 CREATE INDEX browser_sessions_absolute_expires_at ON browser_sessions (absolute_expires_at);
@@ -109,12 +114,14 @@ CREATE INDEX api_tokens_refresh_family_id ON api_tokens (refresh_family_id);
 
 -- WebAuthn ceremony state stays on the server (never in a cookie) and is deleted on first use.
 CREATE TABLE webauthn_ceremonies (
-    id          TEXT    PRIMARY KEY,
-    kind        TEXT    NOT NULL CHECK (kind IN ('registration', 'authentication')),
-    user_id     TEXT    REFERENCES users (id) ON DELETE CASCADE,
-    state_json  TEXT    NOT NULL,
-    created_at  INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL
+    id            TEXT    PRIMARY KEY,
+    kind          TEXT    NOT NULL CHECK (kind IN ('registration', 'authentication')),
+    user_id       TEXT    REFERENCES users (id) ON DELETE CASCADE,
+    state_json    TEXT    NOT NULL,
+    -- What the ceremony is for, e.g. the pending sign-up's email and name, or the new passkey's name.
+    context_json  TEXT    NOT NULL DEFAULT '{}',
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
 );
 CREATE INDEX webauthn_ceremonies_expires_at ON webauthn_ceremonies (expires_at);
 
@@ -300,6 +307,7 @@ CREATE TABLE audit_log (
     target_kind    TEXT,
     target_id      TEXT,
     ip             TEXT,
+    user_agent     TEXT,
     detail_json    TEXT    NOT NULL DEFAULT '{}'
 );
 CREATE INDEX audit_log_workspace_at ON audit_log (workspace_id, at);

@@ -4,9 +4,11 @@
 
 pub mod client;
 pub mod error;
+pub mod identity;
 pub mod routes;
 pub mod types;
 
 pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorCode};
+pub use identity::*;
 pub use types::*;

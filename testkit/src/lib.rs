@@ -3,6 +3,7 @@
 
 pub mod postgres;
 pub mod temporal;
+pub mod turnstile;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

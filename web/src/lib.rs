@@ -1,17 +1,74 @@
 //! Server-rendered pages (maud): the layout, components and pages. Every page is a
-//! function of `sdk` types, the same ones the JSON API returns.
+//! function of `sdk` types, the same ones the JSON API returns, plus a [`PageContext`] that
+//! says who is looking. Nothing here does I/O; the api crate wires pages to routes.
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+pub mod components;
 pub mod pages;
+
+pub use components::{
+    csrf_field, encode_path_segment, encode_query_value, format_utc, iso_utc, safe_return_to,
+    time,
+};
 
 /// The stylesheet, embedded in the binary and served at [`STYLESHEET_PATH`].
 pub const STYLESHEET: &str = include_str!("../assets/app.css");
 /// Path of the stylesheet; the version makes browsers refetch it after an upgrade.
 pub const STYLESHEET_PATH: &str = concat!("/assets/app-", env!("CARGO_PKG_VERSION"), ".css");
 
-/// The page frame shared by every page.
-pub fn layout(title: &str, body: Markup) -> Markup {
+/// The passkey ceremony script (plain ES2020), embedded and served at [`PASSKEYS_JS_PATH`].
+/// It also turns on the copy buttons and the confirmations of destructive forms; every page
+/// works without it except the passkey ceremonies themselves.
+pub const PASSKEYS_JS: &str = include_str!("../assets/passkeys.js");
+/// Path of the script; versioned like the stylesheet.
+pub const PASSKEYS_JS_PATH: &str = concat!("/assets/passkeys-", env!("CARGO_PKG_VERSION"), ".js");
+
+/// The bot-check (Cloudflare Turnstile) script, loaded only when a site key is configured.
+pub const TURNSTILE_JS_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/api.js";
+
+/// Who is looking at a page, and what the frame around it shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageContext<'a> {
+    /// The signed-in user; `None` shows the signed-out navigation.
+    pub user: Option<&'a sdk::UserInfo>,
+    /// The user's workspaces, for the switcher.
+    pub workspaces: &'a [sdk::WorkspaceSummary],
+    /// The workspace the navigation links point into.
+    pub current_workspace: Option<&'a sdk::WorkspaceSummary>,
+    /// The CSRF token: rendered as `<meta name="csrf-token">` (for the script's `X-CSRF-Token`)
+    /// and as a hidden `csrf` input in every POST form.
+    pub csrf: Option<&'a str>,
+    /// A one-time message from the previous request (post/redirect/get).
+    pub flash: Option<Flash<'a>>,
+    /// When set, sign-up and sign-in forms carry the Turnstile widget and its script is loaded.
+    pub bot_check_site_key: Option<&'a str>,
+    /// Signed in with a recovery code: a banner asks for a new passkey on every page.
+    pub must_add_passkey: bool,
+}
+
+impl<'a> PageContext<'a> {
+    /// The workspace navigation points into: the current one, else the first one.
+    pub fn nav_workspace(&self) -> Option<&'a sdk::WorkspaceSummary> {
+        self.current_workspace.or_else(|| self.workspaces.first())
+    }
+}
+
+/// A one-time message shown at the top of the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flash<'a> {
+    pub kind: FlashKind,
+    pub message: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashKind {
+    Success,
+    Error,
+}
+
+/// The page frame shared by every page: head, navigation, banners, flash message, footer.
+pub fn layout(ctx: &PageContext, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -19,15 +76,94 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="color-scheme" content="light dark";
+                @if let Some(token) = ctx.csrf {
+                    meta name="csrf-token" content=(token);
+                }
                 title { (title) " · BurstFlare" }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
+                script src=(PASSKEYS_JS_PATH) defer {}
+                @if ctx.bot_check_site_key.is_some() {
+                    script src=(TURNSTILE_JS_URL) async defer {}
+                }
             }
             body {
-                header.topbar {
-                    a.brand href="/" { (PreEscaped(LOGO)) span { "BurstFlare" } }
+                a.skip-link href="#main" { "Skip to content" }
+                (navigation(ctx))
+                @if ctx.must_add_passkey {
+                    div.banner.warning role="region" aria-label="Account security" {
+                        div.banner-inner {
+                            strong { "Add a passkey." }
+                            " You signed in with a recovery code. Add a passkey now so you can sign in next time. "
+                            a href="/account#passkeys" { "Add a passkey" }
+                        }
+                    }
                 }
-                main.container { (body) }
+                main.container #main tabindex="-1" {
+                    (flash(ctx.flash))
+                    (body)
+                }
                 footer.footer { "BurstFlare " (env!("CARGO_PKG_VERSION")) }
+            }
+        }
+    }
+}
+
+fn flash(flash: Option<Flash>) -> Markup {
+    html! {
+        @if let Some(f) = flash {
+            @match f.kind {
+                FlashKind::Success => {
+                    div.flash.success role="status" aria-live="polite" { (f.message) }
+                }
+                FlashKind::Error => {
+                    div.flash.error role="alert" { (f.message) }
+                }
+            }
+        }
+    }
+}
+
+fn navigation(ctx: &PageContext) -> Markup {
+    let ws = ctx.nav_workspace();
+    html! {
+        header.topbar {
+            a.brand href="/" { (PreEscaped(LOGO)) span { "BurstFlare" } }
+            nav.nav aria-label="Main" {
+                @if let Some(user) = ctx.user {
+                    @if !ctx.workspaces.is_empty() {
+                        form.switcher method="get" action="/switch" {
+                            label.visually-hidden for="ws-switch" { "Workspace" }
+                            select #ws-switch name="ws" {
+                                @for w in ctx.workspaces {
+                                    option value=(w.slug) selected[ws.is_some_and(|c| c.id == w.id)] {
+                                        (w.name) " (" (w.slug) ")"
+                                    }
+                                }
+                            }
+                            button.button.small.secondary type="submit" { "Switch" }
+                        }
+                    }
+                    ul.nav-links {
+                        li { a href="/" { "Dashboard" } }
+                        @if let Some(w) = ws {
+                            @let slug = encode_path_segment(&w.slug);
+                            li { a href={ "/w/" (slug) "/members" } { "Members" } }
+                            li { a href={ "/w/" (slug) "/audit" } { "Audit log" } }
+                        }
+                        li { a href="/account" title=(user.email) { "Account" } }
+                        li {
+                            form method="post" action="/signout" class="inline-form" {
+                                (csrf_field(ctx))
+                                button.linklike type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                } @else {
+                    ul.nav-links {
+                        li { a href="/signin" { "Sign in" } }
+                        li { a.button.small href="/signup" { "Sign up" } }
+                    }
+                }
             }
         }
     }

@@ -1,81 +1,21 @@
-//! Pages.
+//! Pages: one module per area, each page a pure function of `sdk` types and the
+//! [`PageContext`](crate::PageContext). The api crate maps them to routes.
 
-use maud::{Markup, html};
+mod account;
+mod audit;
+mod auth;
+mod home;
+mod invite;
+mod members;
+mod workspaces;
 
-use crate::{layout, status_badge};
-
-/// The home page: what this installation is and whether its dependencies are healthy.
-pub fn home(version: &sdk::VersionResponse, health: &sdk::HealthResponse) -> Markup {
-    layout(
-        "Home",
-        html! {
-            section.hero {
-                h1 { "Cloud development sessions you host yourself" }
-                p.lead {
-                    "Start a session from a template, work inside it with " code { "flare ssh" }
-                    " or the browser terminal, and keep your files across sleep and restart."
-                }
-            }
-            section.card aria-labelledby="health-heading" {
-                h2 #health-heading { "Platform health" }
-                table.table {
-                    thead { tr { th scope="col" { "Check" } th scope="col" { "Status" } th scope="col" { "Detail" } } }
-                    tbody {
-                        @for name in sdk::HEALTH_CHECKS {
-                            @let value = health.checks.get(name).map(String::as_str).unwrap_or("not checked");
-                            tr {
-                                td { (name) }
-                                td { (status_badge(value)) }
-                                td.detail { @if value != "ok" { (value) } }
-                            }
-                        }
-                    }
-                }
-                p.muted { "Version " (version.version) " · API " (version.api) }
-            }
-        },
-    )
-}
-
-/// A plain page for errors such as 404, in the product's frame.
-pub fn error_page(status: u16, message: &str) -> Markup {
-    layout(
-        &status.to_string(),
-        html! {
-            section.card {
-                h1 { (status) }
-                p { (message) }
-                p { a href="/" { "Back to the home page" } }
-            }
-        },
-    )
-}
+pub use account::{ShownOnce, account};
+pub use audit::audit;
+pub use auth::{recover, signin, signup};
+pub use home::{error_page, error_page_with, home, home_with};
+pub use invite::invite;
+pub use members::members;
+pub use workspaces::new_workspace;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    #[test]
-    fn the_home_page_shows_every_check_and_escapes_error_text() {
-        let mut checks = BTreeMap::new();
-        checks.insert("database".to_string(), "ok".to_string());
-        checks.insert("docker".to_string(), "<script>alert(1)</script>".to_string());
-        let health = sdk::HealthResponse::from_checks(checks);
-        let version = sdk::VersionResponse {
-            name: "burstflare".into(),
-            version: "0.1.0".into(),
-            api: "v1".into(),
-            commit: None,
-        };
-        let html = home(&version, &health).into_string();
-        for name in sdk::HEALTH_CHECKS {
-            assert!(html.contains(&format!("<td>{name}</td>")), "missing {name}");
-        }
-        assert!(html.contains("&lt;script&gt;"));
-        assert!(!html.contains("<script>alert"));
-        assert!(html.contains("not checked"));
-    }
-}
+mod tests;

@@ -59,7 +59,8 @@ async fn health_is_503_and_names_each_dependency_that_is_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        axum::serve(listener, burstflare_api::http::router(state)).await.unwrap();
+        let router = burstflare_api::http::router(state);
+        burstflare_api::http::serve(listener, router, std::future::pending()).await.unwrap();
     });
 
     let resp = reqwest::get(format!("{base}/api/health")).await.unwrap();

@@ -18,7 +18,7 @@ pub async fn spawn_app() -> TestApp {
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(stack.config.clone(), stack.store.clone()).unwrap();
     let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(state)).await.unwrap();
+        http::serve(listener, http::router(state), std::future::pending()).await.unwrap();
     });
     let base = format!("http://{addr}");
     TestApp {

@@ -22,6 +22,7 @@ pub struct AuditEntry {
     pub target_kind: Option<String>,
     pub target_id: Option<String>,
     pub ip: Option<String>,
+    pub user_agent: Option<String>,
     /// Anything else worth keeping; an empty object when there is nothing.
     pub detail: serde_json::Value,
 }
@@ -38,6 +39,7 @@ impl AuditEntry {
             target_kind: None,
             target_id: None,
             ip: None,
+            user_agent: None,
             detail: serde_json::Value::Object(serde_json::Map::new()),
         }
     }
@@ -63,6 +65,11 @@ impl AuditEntry {
         self
     }
 
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
         self
@@ -82,8 +89,20 @@ pub struct AuditCursor {
     pub id: AuditId,
 }
 
-const AUDIT_COLUMNS: &str =
-    "id, at, actor_user_id, workspace_id, action, target_kind, target_id, ip, detail_json";
+/// Which entries to list; every field left `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// An exact action (`auth.signed_in`), or a prefix ending in '.' (`auth.`) for a whole family.
+    pub action: Option<String>,
+    pub actor: Option<UserId>,
+    /// Entries at or after this time (unix milliseconds).
+    pub since: Option<i64>,
+    /// Entries strictly before this time (unix milliseconds).
+    pub until: Option<i64>,
+}
+
+const AUDIT_COLUMNS: &str = "id, at, actor_user_id, workspace_id, action, target_kind, target_id, \
+     ip, user_agent, detail_json";
 
 fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     let detail: String = col(row, "detail_json")?;
@@ -96,6 +115,7 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         target_kind: col(row, "target_kind")?,
         target_id: col(row, "target_id")?,
         ip: col(row, "ip")?,
+        user_agent: col(row, "user_agent")?,
         detail: serde_json::from_str(&detail)
             .map_err(|e| StoreError::Corrupt(format!("column detail_json: {e}")))?,
     })
@@ -105,8 +125,9 @@ impl Store {
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_log
-                 (id, at, actor_user_id, workspace_id, action, target_kind, target_id, ip, detail_json)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 (id, at, actor_user_id, workspace_id, action, target_kind, target_id, ip,
+                  user_agent, detail_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(entry.id.as_str())
         .bind(entry.at)
@@ -116,6 +137,7 @@ impl Store {
         .bind(entry.target_kind.as_deref())
         .bind(entry.target_id.as_deref())
         .bind(entry.ip.as_deref())
+        .bind(entry.user_agent.as_deref())
         .bind(entry.detail.to_string())
         .execute(&self.pool)
         .await?;
@@ -129,19 +151,61 @@ impl Store {
         limit: u32,
         before: Option<&AuditCursor>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.list_audit_filtered(workspace, &AuditFilter::default(), limit, before).await
+    }
+
+    /// Like [`Store::list_audit`], keeping only the entries that match `filter`.
+    pub async fn list_audit_filtered(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &AuditFilter,
+        limit: u32,
+        before: Option<&AuditCursor>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         // Without a cursor, start from a position newer than any entry.
         let (at, id) = before.map_or((i64::MAX, ""), |c| (c.at, c.id.as_str()));
         // $2 appears twice and before $1: both backends bind `$N` by number, not by position.
+        let mut conditions = vec!["(at < $2 OR (at = $2 AND id < $3))", "workspace_id = $1"];
+        // Optional filters take the fixed numbers $5.. and are bound either way; an unused one is
+        // simply not referenced (neither backend minds).
+        let mut action = None;
+        let mut action_len = 0;
+        if let Some(wanted) = &filter.action {
+            if wanted.ends_with('.') {
+                // substr, not LIKE: SQLite's LIKE ignores case and both treat '_' as a wildcard.
+                conditions.push("substr(action, 1, $6) = $5");
+                action_len = i64::try_from(wanted.chars().count())
+                    .map_err(|_| StoreError::Invalid("action: too long".to_owned()))?;
+            } else {
+                conditions.push("action = $5");
+            }
+            action = Some(wanted.as_str());
+        }
+        if filter.actor.is_some() {
+            conditions.push("actor_user_id = $7");
+        }
+        if filter.since.is_some() {
+            conditions.push("at >= $8");
+        }
+        if filter.until.is_some() {
+            conditions.push("at < $9");
+        }
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log
-             WHERE (at < $2 OR (at = $2 AND id < $3)) AND workspace_id = $1
-             ORDER BY at DESC, id DESC LIMIT $4"
+             WHERE {}
+             ORDER BY at DESC, id DESC LIMIT $4",
+            conditions.join(" AND ")
         );
         let rows = sqlx::query(&sql)
             .bind(workspace.as_str())
             .bind(at)
             .bind(id)
             .bind(i64::from(limit))
+            .bind(action)
+            .bind(action_len)
+            .bind(filter.actor.as_ref().map(UserId::as_str))
+            .bind(filter.since)
+            .bind(filter.until)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(audit_from_row).collect()

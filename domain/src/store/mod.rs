@@ -5,18 +5,31 @@
 //! query uses `$1, $2` placeholders (SQLite binds `$N` by number, like PostgreSQL). Operations live
 //! in one module per aggregate; each returns plain row structs built from validated domain types.
 
+mod api_tokens;
 mod audit;
+mod browser_sessions;
+mod ceremonies;
+mod invites;
+mod passkeys;
+mod recovery_codes;
 mod self_checks;
+mod signup;
 mod users;
 mod workspaces;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Decode, Executor, Row, Type};
 
-pub use self::audit::{AuditCursor, AuditEntry};
+pub use self::api_tokens::ApiToken;
+pub use self::audit::{AuditCursor, AuditEntry, AuditFilter};
+pub use self::browser_sessions::BrowserSession;
+pub use self::ceremonies::{Ceremony, CeremonyKind};
+pub use self::invites::Invite;
+pub use self::passkeys::PasskeyRecord;
 pub use self::self_checks::SelfCheck;
+pub use self::signup::NewPasskey;
 pub use self::users::User;
-pub use self::workspaces::{FREE_PLAN_ID, UserWorkspace, Workspace};
+pub use self::workspaces::{FREE_PLAN_ID, Member, UserWorkspace, Workspace};
 use crate::ids::IdError;
 pub use crate::ids::Role;
 
@@ -147,8 +160,18 @@ fn sqlite_url_creating_file(url: &str) -> String {
 }
 
 /// Now, in the unit every timestamp column uses: unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Sessions and tokens record their last use at most this often, so that authenticating a request
+/// is a read, not a write, almost every time.
+pub(crate) const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+/// Reads the `n` column of a `SELECT COUNT(*) AS n` row.
+pub(crate) fn count(row: AnyRow) -> Result<u64, StoreError> {
+    let n: i64 = col(&row, "n")?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
 }
 
 /// Turns a unique-constraint violation into `Conflict { what }`; other errors stay database errors.

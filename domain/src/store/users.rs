@@ -1,6 +1,7 @@
 //! People who can sign in.
 
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 use super::{
     Store, StoreError, Workspace, col, col_parsed, conflict_on_unique, now_ms, workspaces,
@@ -17,13 +18,31 @@ pub struct User {
 
 const USER_COLUMNS: &str = "id, email, display_name, created_at";
 
-fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+/// [`USER_COLUMNS`] of a query that names the users table `u`.
+pub(super) const USER_COLUMNS_OF_U: &str = "u.id, u.email, u.display_name, u.created_at";
+
+pub(super) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
         id: col_parsed(row, "id", UserId::parse)?,
         email: col_parsed(row, "email", Email::parse)?,
         display_name: col_parsed(row, "display_name", DisplayName::parse)?,
         created_at: col(row, "created_at")?,
     })
+}
+
+/// Serializes changes to `user`'s credentials until `tx` ends, so that a rule spanning several rows
+/// ("keep a way to sign in") holds when two changes race: a no-op write takes the user row's lock on
+/// PostgreSQL and the database write lock on SQLite (where it must be the transaction's first
+/// statement, so that later reads see the latest data).
+pub(super) async fn lock_user(
+    tx: &mut Transaction<'static, Any>,
+    user: &UserId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl Store {

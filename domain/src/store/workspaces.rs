@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
-use super::{Store, StoreError, User, col, col_parsed, conflict_on_unique};
+use super::{Store, StoreError, User, col, col_parsed, conflict_on_unique, count, users};
 use crate::ids::{DisplayName, PlanId, Role, Slug, UserId, WorkspaceId};
 
 /// The `free` plan seeded by the first migration (`migrations/*/0001_initial.sql`).
@@ -20,6 +20,14 @@ pub struct Workspace {
     pub owner: UserId,
     pub plan: PlanId,
     pub created_at: i64,
+}
+
+/// A member of a workspace, as listed to the other members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user: User,
+    pub role: Role,
+    pub joined_at: i64,
 }
 
 /// A workspace as seen by one of its members.
@@ -106,7 +114,206 @@ pub(super) async fn insert_personal(
     Err(StoreError::Conflict { what: "workspace slug" })
 }
 
+/// The workspace `id` unless it was deleted, inside a transaction.
+pub(super) async fn live_by_id(
+    tx: &mut Transaction<'static, Any>,
+    id: &WorkspaceId,
+) -> Result<Option<Workspace>, StoreError> {
+    let sql = format!(
+        "SELECT {WORKSPACE_COLUMNS} FROM workspaces w WHERE w.id = $1 AND w.deleted_at IS NULL"
+    );
+    let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut **tx).await?;
+    row.as_ref().map(workspace_from_row).transpose()
+}
+
+/// Serializes changes to `workspace`'s memberships until `tx` ends, so that a rule spanning several
+/// rows ("at least one owner") holds when two changes race: a no-op write takes the workspace row's
+/// lock on PostgreSQL and the database write lock on SQLite (where it must be the transaction's
+/// first statement, so that later reads see the latest data). `NotFound` when the workspace is
+/// missing or deleted.
+async fn lock_live_workspace(
+    tx: &mut Transaction<'static, Any>,
+    workspace: &WorkspaceId,
+) -> Result<(), StoreError> {
+    let locked = sqlx::query(
+        "UPDATE workspaces SET updated_at = updated_at WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(workspace.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if locked == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+}
+
+/// `user`'s role in `workspace` inside a transaction; `NotFound` if they are not a member.
+async fn role_in(
+    tx: &mut Transaction<'static, Any>,
+    workspace: &WorkspaceId,
+    user: &UserId,
+) -> Result<Role, StoreError> {
+    let row = sqlx::query("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+        .bind(workspace.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    col_parsed(&row, "role", Role::parse)
+}
+
+/// Refuses to take the owner role away from `user` if nobody else in `workspace` has it.
+async fn ensure_another_owner(
+    tx: &mut Transaction<'static, Any>,
+    workspace: &WorkspaceId,
+    user: &UserId,
+) -> Result<(), StoreError> {
+    let others = count(
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM memberships
+             WHERE workspace_id = $1 AND role = 'owner' AND user_id <> $2",
+        )
+        .bind(workspace.as_str())
+        .bind(user.as_str())
+        .fetch_one(&mut **tx)
+        .await?,
+    )?;
+    if others == 0 { Err(StoreError::Conflict { what: "last owner" }) } else { Ok(()) }
+}
+
 impl Store {
+    /// Creates a shared (not personal) workspace on the free plan, with `owner` as its first owner,
+    /// in one transaction. A slug already in use is `Conflict { what: "slug" }`.
+    pub async fn create_workspace(
+        &self,
+        owner: &UserId,
+        name: &DisplayName,
+        slug: &Slug,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let workspace = Workspace {
+            id: WorkspaceId::new(),
+            name: name.clone(),
+            slug: slug.clone(),
+            personal: false,
+            owner: owner.clone(),
+            plan: PlanId::parse(FREE_PLAN_ID)?,
+            created_at: now,
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO workspaces
+                 (id, name, slug, personal, owner_user_id, plan_id, created_at, updated_at)
+             VALUES ($1, $2, $3, 0, $4, $5, $6, $6)",
+        )
+        .bind(workspace.id.as_str())
+        .bind(workspace.name.as_str())
+        .bind(workspace.slug.as_str())
+        .bind(owner.as_str())
+        .bind(workspace.plan.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_on_unique("slug"))?;
+        sqlx::query(
+            "INSERT INTO memberships (workspace_id, user_id, role, created_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(workspace.id.as_str())
+        .bind(owner.as_str())
+        .bind(Role::Owner.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(workspace)
+    }
+
+    /// The workspace with this slug, unless it was deleted.
+    pub async fn workspace_by_slug(&self, slug: &Slug) -> Result<Option<Workspace>, StoreError> {
+        let sql = format!(
+            "SELECT {WORKSPACE_COLUMNS} FROM workspaces w WHERE w.slug = $1 AND w.deleted_at IS NULL"
+        );
+        let row = sqlx::query(&sql).bind(slug.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(workspace_from_row).transpose()
+    }
+
+    /// The workspace with this id, unless it was deleted.
+    pub async fn workspace_by_id(&self, id: &WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+        let sql = format!(
+            "SELECT {WORKSPACE_COLUMNS} FROM workspaces w WHERE w.id = $1 AND w.deleted_at IS NULL"
+        );
+        let row = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(workspace_from_row).transpose()
+    }
+
+    /// Everyone in `workspace` with their role, in the order they joined.
+    pub async fn members(&self, workspace: &WorkspaceId) -> Result<Vec<Member>, StoreError> {
+        let sql = format!(
+            "SELECT {}, m.role, m.created_at AS joined_at
+             FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.workspace_id = $1
+             ORDER BY m.created_at, u.id",
+            users::USER_COLUMNS_OF_U
+        );
+        let rows = sqlx::query(&sql).bind(workspace.as_str()).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Member {
+                    user: users::user_from_row(row)?,
+                    role: col_parsed(row, "role", Role::parse)?,
+                    joined_at: col(row, "joined_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Changes a member's role. `NotFound` if `user` is not a member; `Conflict { what: "last owner" }`
+    /// if it would leave the workspace without an owner.
+    pub async fn set_member_role(
+        &self,
+        workspace: &WorkspaceId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_live_workspace(&mut tx, workspace).await?;
+        let current = role_in(&mut tx, workspace, user).await?;
+        if current == role {
+            return Ok(());
+        }
+        if current == Role::Owner {
+            ensure_another_owner(&mut tx, workspace, user).await?;
+        }
+        sqlx::query("UPDATE memberships SET role = $3 WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace.as_str())
+            .bind(user.as_str())
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes `user` from `workspace`. `NotFound` if they are not a member;
+    /// `Conflict { what: "last owner" }` if they are its only owner.
+    pub async fn remove_member(
+        &self,
+        workspace: &WorkspaceId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_live_workspace(&mut tx, workspace).await?;
+        if role_in(&mut tx, workspace, user).await? == Role::Owner {
+            ensure_another_owner(&mut tx, workspace, user).await?;
+        }
+        sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The workspaces `user` belongs to with their role in each, personal workspace first.
     pub async fn workspaces_for_user(
         &self,

@@ -4,7 +4,10 @@
 
 // The short name every other crate of the workspace uses for this one.
 
+mod audit;
+mod identity;
 mod ids;
 mod schema;
 mod store;
 mod support;
+mod workspaces;

@@ -29,3 +29,21 @@ pub async fn postgres() -> Store {
     store.migrate().await.unwrap();
     store
 }
+
+/// Generates two `#[tokio::test]`s that tell the same story (an `async fn(&Store)`), one on a fresh
+/// SQLite file and one on a fresh PostgreSQL database.
+macro_rules! on_both_backends {
+    ($story:ident => $on_sqlite:ident, $on_postgres:ident) => {
+        #[tokio::test]
+        async fn $on_sqlite() {
+            let (store, _dir) = support::sqlite().await;
+            $story(&store).await;
+        }
+
+        #[tokio::test]
+        async fn $on_postgres() {
+            $story(&support::postgres().await).await;
+        }
+    };
+}
+pub(crate) use on_both_backends;

@@ -1,0 +1,232 @@
+//! Small pieces shared by the pages: the CSRF field, times, URL encoding, badges and the
+//! copy box for secrets shown once.
+
+use maud::{Markup, html};
+
+use crate::PageContext;
+
+/// The hidden `csrf` input every POST form carries (nothing when the context has no token).
+pub fn csrf_field(ctx: &PageContext) -> Markup {
+    html! {
+        @if let Some(token) = ctx.csrf {
+            input type="hidden" name="csrf" value=(token);
+        }
+    }
+}
+
+/// A unix-milliseconds time as UTC `YYYY-MM-DD HH:MM`.
+pub fn format_utc(ms: i64) -> String {
+    let t = Civil::from_unix_ms(ms);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year, t.month, t.day, t.hour, t.minute)
+}
+
+/// A unix-milliseconds time as an RFC 3339 UTC string (`YYYY-MM-DDTHH:MM:SSZ`), for
+/// `<time datetime>`.
+pub fn iso_utc(ms: i64) -> String {
+    let t = Civil::from_unix_ms(ms);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// `<time datetime="…Z">YYYY-MM-DD HH:MM UTC</time>`
+pub fn time(ms: i64) -> Markup {
+    html! { time datetime=(iso_utc(ms)) title="UTC" { (format_utc(ms)) } }
+}
+
+/// An optional time, or a muted word such as "never".
+pub(crate) fn time_or(ms: Option<i64>, otherwise: &str) -> Markup {
+    html! {
+        @match ms {
+            Some(ms) => (time(ms)),
+            None => span.muted { (otherwise) },
+        }
+    }
+}
+
+struct Civil {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+}
+
+impl Civil {
+    /// Howard Hinnant's `civil_from_days`: exact for the proleptic Gregorian calendar, no
+    /// tables, no dependency.
+    fn from_unix_ms(ms: i64) -> Self {
+        let secs = ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Self { year, month, day, hour: sod / 3600, minute: sod % 3600 / 60, second: sod % 60 }
+    }
+}
+
+fn percent_encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
+/// Percent-encodes one path segment: everything but RFC 3986 unreserved characters.
+pub fn encode_path_segment(s: &str) -> String {
+    percent_encode(s, |_| false)
+}
+
+/// Percent-encodes a query parameter value. `/` stays readable (RFC 3986 allows it in a
+/// query), so `return_to=/invite/abc` reads as it is; `&`, `=`, `+`, `#`, `%` and spaces do not.
+pub fn encode_query_value(s: &str) -> String {
+    percent_encode(s, |b| b == b'/')
+}
+
+/// A `return_to` the pages may send the browser to: a path on this site. Rejects absolute
+/// and protocol-relative URLs (`//evil`, `/\evil`, which browsers treat alike) and control
+/// characters.
+pub fn safe_return_to(s: &str) -> Option<&str> {
+    let ok = s.starts_with('/')
+        && !s.starts_with("//")
+        && !s.contains('\\')
+        && !s.chars().any(char::is_control);
+    ok.then_some(s)
+}
+
+/// A workspace role as a colored badge. Unknown roles get the neutral style.
+pub(crate) fn role_badge(role: &str) -> Markup {
+    let class = match role {
+        "owner" => "badge role-owner",
+        "admin" => "badge role-admin",
+        "member" => "badge role-member",
+        "viewer" => "badge role-viewer",
+        _ => "badge",
+    };
+    html! { span class=(class) { (role) } }
+}
+
+/// A secret shown once, in a monospace box with a copy button. The button is `hidden`
+/// until the script turns it on, so nothing dead shows without JavaScript.
+pub(crate) fn copy_box(id: &str, label: &str, content: &str) -> Markup {
+    html! {
+        div.secret-box {
+            pre.secret id=(id) aria-label=(label) { (content) }
+            div.secret-actions {
+                button.button.small.secondary type="button" data-copy=(id) hidden { "Copy" }
+                span.copy-status role="status" aria-live="polite" {}
+            }
+        }
+    }
+}
+
+/// A short name for a browser from its user agent, e.g. "Firefox on Linux".
+pub(crate) fn describe_user_agent(ua: &str) -> String {
+    // Order matters: Edge and Opera say "Chrome", Chrome says "Safari".
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Chromium/", "Chromium"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+        ("flare/", "flare CLI"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| name);
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_string(),
+        (None, Some(o)) => format!("Browser on {o}"),
+        (None, None) => "Unknown device".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00");
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_700_000_000_000), "2023-11-14 22:13");
+        assert_eq!(iso_utc(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00");
+        assert_eq!(format_utc(951_868_799_999), "2000-02-29 23:59");
+        assert_eq!(format_utc(1_709_251_199_000), "2024-02-29 23:59");
+        assert_eq!(format_utc(-1), "1969-12-31 23:59");
+        assert_eq!(format_utc(253_402_300_799_000), "9999-12-31 23:59");
+        // Extreme values do not overflow.
+        let _ = format_utc(i64::MIN);
+        let _ = format_utc(i64::MAX);
+    }
+
+    #[test]
+    fn the_time_element_carries_a_machine_readable_datetime() {
+        assert_eq!(
+            time(0).into_string(),
+            r#"<time datetime="1970-01-01T00:00:00Z" title="UTC">1970-01-01 00:00</time>"#
+        );
+    }
+
+    #[test]
+    fn query_values_and_path_segments_are_percent_encoded() {
+        assert_eq!(encode_query_value("a b&c=d+e#f%/g"), "a%20b%26c%3Dd%2Be%23f%25/g");
+        assert_eq!(encode_path_segment("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(encode_query_value("é"), "%C3%A9");
+        assert_eq!(encode_path_segment("abc-DEF_1.2~"), "abc-DEF_1.2~");
+    }
+
+    #[test]
+    fn only_local_paths_are_safe_return_targets() {
+        assert_eq!(safe_return_to("/invite/abc"), Some("/invite/abc"));
+        assert_eq!(safe_return_to("/"), Some("/"));
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "", "evil", "/a\nb"]
+        {
+            assert_eq!(safe_return_to(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_agents_are_summarised() {
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(describe_user_agent(firefox), "Firefox on Linux");
+        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0";
+        assert_eq!(describe_user_agent(edge), "Edge on Windows");
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(describe_user_agent(iphone), "Safari on iOS");
+        assert_eq!(describe_user_agent("something"), "Unknown device");
+    }
+}

@@ -1,0 +1,643 @@
+//! Rendering tests over every page: CSRF fields, labels, heading order, escaping, and the
+//! contract between the pages and `passkeys.js`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::{Flash, FlashKind, PageContext};
+
+const EVIL: &str = r#"<script>alert("x")</script>'&"#;
+const CSRF: &str = "csrf-tok&en";
+
+// ---- a tiny HTML start-tag reader, enough for maud's output ----
+
+#[derive(Debug)]
+struct Tag {
+    name: String,
+    attrs: Vec<(String, Option<String>)>,
+    /// Byte offset of the `<`.
+    start: usize,
+}
+
+impl Tag {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_deref().unwrap_or(""))
+    }
+    fn has(&self, name: &str) -> bool {
+        self.attrs.iter().any(|(n, _)| n == name)
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+fn start_tags(html: &str) -> Vec<Tag> {
+    let b = html.as_bytes();
+    let mut tags = vec![];
+    let mut i = 0;
+    while let Some(off) = html[i..].find('<') {
+        let start = i + off;
+        i = start + 1;
+        if !b.get(i).is_some_and(u8::is_ascii_alphabetic) {
+            continue;
+        }
+        let name_end = i + html[i..].find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap();
+        let name = html[i..name_end].to_ascii_lowercase();
+        let mut attrs = vec![];
+        let mut j = name_end;
+        loop {
+            while b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if b[j] == b'>' {
+                break;
+            }
+            if b[j] == b'/' {
+                j += 1;
+                continue;
+            }
+            let n_end = j + html[j..]
+                .find(|c: char| c.is_whitespace() || c == '=' || c == '>' || c == '/')
+                .unwrap();
+            let n = html[j..n_end].to_string();
+            j = n_end;
+            if b[j] == b'=' {
+                assert_eq!(b[j + 1], b'"', "unquoted attribute {n} in <{name}>");
+                let v_start = j + 2;
+                let v_end = v_start + html[v_start..].find('"').unwrap();
+                attrs.push((n, Some(unescape(&html[v_start..v_end]))));
+                j = v_end + 1;
+            } else {
+                attrs.push((n, None));
+            }
+        }
+        tags.push(Tag { name, attrs, start });
+        i = j;
+    }
+    tags
+}
+
+// ---- fixtures ----
+
+struct Fixture {
+    user: sdk::UserInfo,
+    workspaces: Vec<sdk::WorkspaceSummary>,
+    passkeys: Vec<sdk::PasskeyInfo>,
+    sessions: Vec<sdk::BrowserSessionInfo>,
+    tokens: Vec<sdk::TokenInfo>,
+    members: Vec<sdk::MemberInfo>,
+    invites: Vec<sdk::InviteInfo>,
+    audit: sdk::AuditPage,
+    codes: Vec<String>,
+}
+
+fn user(id: &str, name: &str, email: &str) -> sdk::UserInfo {
+    sdk::UserInfo { id: id.into(), email: email.into(), display_name: name.into() }
+}
+
+fn fixture() -> Fixture {
+    let ws = |id: &str, slug: &str, role: &str, personal| sdk::WorkspaceSummary {
+        id: id.into(),
+        slug: slug.into(),
+        name: format!("{EVIL} {slug}"),
+        personal,
+        role: role.into(),
+    };
+    Fixture {
+        user: user("u-me", EVIL, "me@example.com"),
+        workspaces: vec![ws("w-1", "acme", "admin", false), ws("w-2", "me", "owner", true)],
+        passkeys: vec![
+            sdk::PasskeyInfo { id: "pk-1".into(), name: EVIL.into(), created_at: 0, last_used_at: None },
+            sdk::PasskeyInfo {
+                id: "pk-2".into(),
+                name: "Phone".into(),
+                created_at: 1_700_000_000_000,
+                last_used_at: Some(1_700_000_060_000),
+            },
+        ],
+        sessions: vec![
+            sdk::BrowserSessionInfo {
+                id: "s-1".into(),
+                created_at: 0,
+                last_seen_at: 1,
+                ip: Some("192.0.2.1".into()),
+                user_agent: Some(EVIL.into()),
+                current: true,
+            },
+            sdk::BrowserSessionInfo {
+                id: "s-2".into(),
+                created_at: 0,
+                last_seen_at: 1,
+                ip: None,
+                user_agent: None,
+                current: false,
+            },
+        ],
+        tokens: vec![sdk::TokenInfo {
+            id: "t-1".into(),
+            name: EVIL.into(),
+            created_at: 0,
+            expires_at: Some(86_400_000),
+            last_used_at: None,
+        }],
+        members: vec![
+            sdk::MemberInfo { user: user("u-owner", "Olga Owner", "o@example.com"), role: "owner".into(), joined_at: 0 },
+            sdk::MemberInfo { user: user("u-me", EVIL, "me@example.com"), role: "admin".into(), joined_at: 0 },
+            sdk::MemberInfo { user: user("u-2", EVIL, "evil@example.com"), role: "member".into(), joined_at: 0 },
+            sdk::MemberInfo { user: user("u-3", "Vic Viewer", "v@example.com"), role: "viewer".into(), joined_at: 0 },
+        ],
+        invites: vec![sdk::InviteInfo {
+            id: "i-1".into(),
+            email: EVIL.into(),
+            role: "viewer".into(),
+            created_at: 0,
+            expires_at: 604_800_000,
+        }],
+        audit: sdk::AuditPage {
+            events: vec![
+                sdk::AuditEvent {
+                    id: "e-1".into(),
+                    at: 0,
+                    actor: Some(EVIL.into()),
+                    action: EVIL.into(),
+                    target_kind: Some("member".into()),
+                    target_id: Some(EVIL.into()),
+                    ip: Some(EVIL.into()),
+                    user_agent: Some(EVIL.into()),
+                    detail: serde_json::json!({ "name": EVIL }),
+                },
+                sdk::AuditEvent {
+                    id: "e-2".into(),
+                    at: 0,
+                    actor: None,
+                    action: "session.start".into(),
+                    target_kind: None,
+                    target_id: None,
+                    ip: None,
+                    user_agent: None,
+                    detail: serde_json::Value::Null,
+                },
+            ],
+            next: Some("e-2 &=+#".into()),
+        },
+        codes: (0..10).map(|i| format!("code-{i}")).collect(),
+    }
+}
+
+fn ctx<'a>(f: &'a Fixture, csrf: Option<&'a str>) -> PageContext<'a> {
+    PageContext {
+        user: Some(&f.user),
+        workspaces: &f.workspaces,
+        current_workspace: Some(&f.workspaces[0]),
+        csrf,
+        flash: Some(Flash { kind: FlashKind::Error, message: EVIL }),
+        bot_check_site_key: None,
+        must_add_passkey: true,
+    }
+}
+
+/// Every page, in every interesting state, rendered with `csrf`.
+fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
+    let signed_in = ctx(f, csrf);
+    let signed_out = PageContext { csrf, bot_check_site_key: Some("site<key>"), ..PageContext::default() };
+    let ws = &f.workspaces[0];
+    let version = sdk::VersionResponse {
+        name: "burstflare".into(),
+        version: "0.1.0".into(),
+        api: "v1".into(),
+        commit: None,
+    };
+    let health = sdk::HealthResponse::from_checks(BTreeMap::new());
+    vec![
+        ("home signed in", home_with(&signed_in, &version, &health)),
+        ("home signed out", home_with(&signed_out, &version, &health)),
+        ("error", error_page_with(&signed_in, 404, EVIL)),
+        ("signup", signup(&signed_out)),
+        ("signin", signin(&signed_out, Some("/invite/abc"))),
+        ("recover", recover(&signed_out, Some(EVIL))),
+        (
+            "account with token",
+            account(
+                &signed_in,
+                &f.passkeys,
+                &f.sessions,
+                &f.tokens,
+                7,
+                Some(ShownOnce::Token { name: EVIL, secret: "bf_secret<>" }),
+            ),
+        ),
+        (
+            "account with codes",
+            account(&signed_in, &f.passkeys, &f.sessions, &f.tokens, 0, Some(ShownOnce::RecoveryCodes(&f.codes))),
+        ),
+        ("account empty", account(&signed_in, &[], &[], &[], 1, None)),
+        ("members manager", members(&signed_in, ws, &f.members, &f.invites, true, Some("https://x/invite/t<"))),
+        ("members viewer", members(&signed_in, ws, &f.members, &f.invites, false, None)),
+        ("members personal", members(&signed_in, &f.workspaces[1], &f.members[..1], &[], true, None)),
+        ("audit", audit(&signed_in, ws, &f.audit, Some("a&b"), Some(EVIL))),
+        ("audit empty", audit(&signed_in, ws, &sdk::AuditPage { events: vec![], next: None }, None, None)),
+        ("invite signed in", invite(&signed_in, EVIL, "member", "tok-1", true)),
+        ("invite signed out", invite(&signed_out, EVIL, "viewer", "tok-1", false)),
+        ("new workspace", new_workspace(&signed_in, Some(EVIL))),
+    ]
+    .into_iter()
+    .map(|(n, m)| (n, m.into_string()))
+    .collect()
+}
+
+// ---- tests ----
+
+#[test]
+fn every_post_form_carries_the_csrf_token() {
+    let f = fixture();
+    let field = r#"<input type="hidden" name="csrf" value="csrf-tok&amp;en">"#;
+    for (name, html) in all_pages(&f, Some(CSRF)) {
+        let posts = html.matches(r#"<form method="post""#).count();
+        assert_eq!(posts, html.matches(field).count(), "{name}: POST forms vs csrf fields");
+        assert!(html.contains(r#"<meta name="csrf-token" content="csrf-tok&amp;en">"#), "{name}");
+        for form in start_tags(&html).iter().filter(|t| t.name == "form") {
+            let method = form.attr("method").unwrap_or("get");
+            let end = form.start + html[form.start..].find("</form>").unwrap();
+            let inner = &html[form.start..end];
+            if method == "post" {
+                assert!(inner.contains(field), "{name}: form {:?} has no csrf field", form.attr("action"));
+            } else {
+                assert!(!inner.contains("name=\"csrf\""), "{name}: GET form leaks the csrf token");
+            }
+        }
+    }
+    // Pages with forms really were checked.
+    let pages = all_pages(&f, Some(CSRF));
+    let total: usize = pages.iter().map(|(_, h)| h.matches(r#"<form method="post""#).count()).sum();
+    assert!(total > 30, "only {total} POST forms seen");
+
+    for (name, html) in all_pages(&f, None) {
+        assert!(!html.contains("name=\"csrf\""), "{name}");
+        assert!(!html.contains("csrf-token"), "{name}");
+    }
+}
+
+#[test]
+fn every_input_and_select_has_a_label_and_ids_are_unique() {
+    let f = fixture();
+    for (name, html) in all_pages(&f, Some(CSRF)) {
+        let tags = start_tags(&html);
+        let mut ids = BTreeSet::new();
+        for t in &tags {
+            if let Some(id) = t.attr("id") {
+                assert!(ids.insert(id.to_string()), "{name}: duplicate id {id}");
+            }
+        }
+        let labelled: BTreeSet<&str> =
+            tags.iter().filter(|t| t.name == "label").filter_map(|t| t.attr("for")).collect();
+        for t in &tags {
+            let needs_label = match t.name.as_str() {
+                "input" => !matches!(t.attr("type"), Some("hidden" | "submit" | "button")),
+                "select" | "textarea" => true,
+                _ => false,
+            };
+            if needs_label {
+                let id = t.attr("id").unwrap_or_else(|| panic!("{name}: <{}> without id: {t:?}", t.name));
+                assert!(labelled.contains(id), "{name}: no <label for={id:?}>");
+            }
+        }
+        for l in labelled {
+            assert!(ids.contains(l), "{name}: label for missing id {l}");
+        }
+    }
+}
+
+#[test]
+fn headings_are_in_order_with_one_h1() {
+    let f = fixture();
+    for (name, html) in all_pages(&f, Some(CSRF)) {
+        let levels: Vec<u8> = start_tags(&html)
+            .iter()
+            .filter_map(|t| match t.name.as_bytes() {
+                [b'h', d @ b'1'..=b'6'] => Some(d - b'0'),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(levels.first(), Some(&1), "{name}: {levels:?}");
+        assert_eq!(levels.iter().filter(|l| **l == 1).count(), 1, "{name}: {levels:?}");
+        for w in levels.windows(2) {
+            assert!(w[1] <= w[0] + 1, "{name}: heading jumps in {levels:?}");
+        }
+    }
+}
+
+#[test]
+fn user_data_is_escaped_everywhere() {
+    let f = fixture();
+    for (name, html) in all_pages(&f, Some(CSRF)) {
+        assert!(!html.contains("<script>alert"), "{name}");
+        assert!(!html.contains("site<key>"), "{name}");
+        assert!(!html.contains("t<\""), "{name}");
+        // Every <script> is one of ours.
+        for t in start_tags(&html).iter().filter(|t| t.name == "script") {
+            let src = t.attr("src").unwrap_or_default();
+            assert!(src == crate::PASSKEYS_JS_PATH || src == crate::TURNSTILE_JS_URL, "{name}: {src}");
+        }
+    }
+    let pages = all_pages(&f, Some(CSRF));
+    let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;'&amp;";
+    for (name, html) in &pages {
+        if !name.starts_with("home") && !name.starts_with("signup") && !name.starts_with("signin") {
+            assert!(html.contains(escaped), "{name} does not show the escaped user data");
+        }
+    }
+}
+
+#[test]
+fn a_viewer_sees_no_management_controls() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let html = members(&c, ws, &f.members, &f.invites, false, Some("https://x/invite/secret")).into_string();
+    assert!(!html.contains("/role\""));
+    assert!(!html.contains("/remove\""));
+    assert!(!html.contains("/invites"));
+    assert!(!html.contains("name=\"role\""));
+    assert!(!html.contains("invite/secret"), "the invite link is for managers");
+    assert!(!html.contains("evil@example.com\"") && !html.contains("Pending invites"));
+    let main = &html[html.find("<main").unwrap()..];
+    assert_eq!(main.matches(r#"<form method="post""#).count(), 1, "only the leave form");
+    assert!(html.contains(r#"action="/w/acme/leave""#));
+    // Every member is still listed.
+    for m in &f.members {
+        assert!(html.contains(&m.user.email), "{}", m.user.email);
+    }
+}
+
+#[test]
+fn a_manager_gets_controls_except_for_themselves_and_owners() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF)); // an admin of acme
+    let ws = &f.workspaces[0];
+    let html = members(&c, ws, &f.members, &f.invites, true, Some("https://x/invite/abc")).into_string();
+    assert!(html.contains(r#"action="/w/acme/members/u-2/role""#));
+    assert!(html.contains(r#"action="/w/acme/members/u-3/remove""#));
+    assert!(!html.contains("/members/u-me/"), "no controls on yourself");
+    assert!(!html.contains("/members/u-owner/"), "an admin cannot change the owner");
+    assert!(!html.contains(r#"<option value="owner""#), "an admin cannot make owners");
+    assert!(html.contains(r#"action="/w/acme/invites""#));
+    assert!(html.contains(r#"action="/w/acme/invites/i-1/revoke""#));
+    assert!(html.contains(r#"<option value="viewer" selected>viewer</option>"#));
+    assert!(html.contains("https://x/invite/abc"));
+    assert!(html.contains("Copy it now: it will not be shown again"));
+
+    let owner_ws = sdk::WorkspaceSummary { role: "owner".into(), ..ws.clone() };
+    let html = members(&c, &owner_ws, &f.members, &f.invites, true, None).into_string();
+    assert!(html.contains("/members/u-owner/role"), "an owner can change another owner");
+    assert!(html.contains(r#"<option value="owner""#));
+}
+
+#[test]
+fn the_personal_workspace_cannot_be_left() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let html = members(&c, &f.workspaces[1], &f.members, &[], false, None).into_string();
+    assert!(!html.contains("/leave\""));
+    assert!(html.contains("personal workspace"));
+}
+
+#[test]
+fn the_older_link_keeps_the_filters_url_encoded() {
+    let f = fixture();
+    let c = ctx(&f, None);
+    let html = audit(&c, &f.workspaces[0], &f.audit, Some("member.role changed&x=1"), Some("a+b@x.com"))
+        .into_string();
+    let older = start_tags(&html)
+        .into_iter()
+        .find(|t| t.name == "a" && t.attr("rel") == Some("next"))
+        .expect("an Older link");
+    assert_eq!(
+        older.attr("href"),
+        Some("/w/acme/audit?before=e-2%20%26%3D%2B%23&action=member.role%20changed%26x%3D1&actor=a%2Bb%40x.com")
+    );
+    // The filter form is a GET form that shows the current filters.
+    assert!(html.contains(r#"<form method="get" action="/w/acme/audit""#));
+    assert!(html.contains(r#"value="member.role changed&amp;x=1""#));
+
+    let plain = audit(&c, &f.workspaces[0], &f.audit, None, Some("")).into_string();
+    assert!(plain.contains(r#"href="/w/acme/audit?before=e-2%20%26%3D%2B%23""#));
+
+    let last = sdk::AuditPage { events: f.audit.events.clone(), next: None };
+    let html = audit(&c, &f.workspaces[0], &last, None, None).into_string();
+    assert!(!html.contains("rel=\"next\""));
+}
+
+#[test]
+fn the_audit_table_shows_each_event() {
+    let f = fixture();
+    let html = audit(&ctx(&f, None), &f.workspaces[0], &f.audit, None, None).into_string();
+    assert!(html.contains("<details class=\"event-detail\">"), "non-empty detail is shown");
+    assert_eq!(html.matches("<details").count(), 1, "null detail is not");
+    assert!(html.contains(">system<"), "events without actor are the system's");
+    assert!(html.contains(r#"<time datetime="1970-01-01T00:00:00Z""#));
+}
+
+#[test]
+fn navigation_depends_on_being_signed_in() {
+    let f = fixture();
+    let html = error_page_with(&ctx(&f, Some(CSRF)), 404, "x").into_string();
+    assert!(html.contains(r#"<form class="switcher" method="get" action="/switch">"#));
+    assert!(html.contains(r#"<select id="ws-switch" name="ws">"#));
+    assert!(html.contains(r#"<option value="acme" selected>"#));
+    assert!(html.contains(r#"<option value="me">"#));
+    assert!(html.contains(">Switch</button>"));
+    for href in ["/", "/w/acme/members", "/w/acme/audit", "/account"] {
+        assert!(html.contains(&format!("href=\"{href}\"")), "{href}");
+    }
+    assert!(html.contains(r#"<form method="post" action="/signout""#));
+    assert!(!html.contains("href=\"/signin\""));
+    assert!(html.contains("href=\"/account#passkeys\""), "the must-add-passkey banner");
+
+    let no_current = PageContext { current_workspace: None, ..ctx(&f, None) };
+    let html = error_page_with(&no_current, 404, "x").into_string();
+    assert!(html.contains("/w/acme/members"), "falls back to the first workspace");
+
+    let html = error_page(404, "x").into_string();
+    assert!(html.contains("href=\"/signin\"") && html.contains("href=\"/signup\""));
+    assert!(!html.contains("/signout") && !html.contains("/switch") && !html.contains("/account"));
+    assert!(html.contains(&format!(r#"<script src="{}" defer>"#, crate::PASSKEYS_JS_PATH)));
+    assert!(!html.contains("challenges.cloudflare.com"));
+}
+
+#[test]
+fn flash_messages_are_announced() {
+    let f = fixture();
+    let ok = PageContext { flash: Some(Flash { kind: FlashKind::Success, message: "Saved." }), ..ctx(&f, None) };
+    let html = error_page_with(&ok, 200, "x").into_string();
+    assert!(html.contains(r#"<div class="flash success" role="status" aria-live="polite">Saved.</div>"#));
+    let html = error_page_with(&ctx(&f, None), 200, "x").into_string();
+    assert!(html.contains(r#"<div class="flash error" role="alert">"#));
+}
+
+#[test]
+fn the_bot_check_widget_appears_only_with_a_site_key() {
+    let with = PageContext { bot_check_site_key: Some("0x4AAA"), ..PageContext::default() };
+    for html in [signup(&with).into_string(), signin(&with, None).into_string()] {
+        assert!(html.contains(r#"<div class="cf-turnstile" data-sitekey="0x4AAA"></div>"#));
+        assert!(html.contains(r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer>"#));
+    }
+    let without = PageContext::default();
+    for html in [signup(&without).into_string(), signin(&without, None).into_string()] {
+        assert!(!html.contains("cf-turnstile"));
+        assert!(!html.contains("challenges.cloudflare.com"));
+    }
+}
+
+#[test]
+fn passkey_forms_carry_what_the_script_needs() {
+    let f = fixture();
+    let c = PageContext::default();
+    let signup = signup(&c).into_string();
+    let signin = signin(&c, Some("/invite/abc")).into_string();
+    let account = account(&ctx(&f, None), &f.passkeys, &[], &[], 3, None).into_string();
+    for (kind, id, html) in
+        [("signup", "signup-form", &signup), ("signin", "signin-form", &signin), ("add", "add-passkey-form", &account)]
+    {
+        let tags = start_tags(html);
+        let form = tags.iter().find(|t| t.attr("data-passkey") == Some(kind)).expect(kind);
+        assert_eq!(form.attr("id"), Some(id));
+        let status: Vec<_> = tags.iter().filter(|t| t.attr("id") == Some("passkey-status")).collect();
+        assert_eq!(status.len(), 1, "{kind}");
+        assert_eq!(status[0].attr("role"), Some("status"));
+        assert_eq!(status[0].attr("aria-live"), Some("polite"));
+        assert_eq!(status[0].attr("data-state"), Some("idle"));
+        assert!(html.contains("<noscript>"), "{kind}");
+    }
+    let tags = start_tags(&signup);
+    let email = tags.iter().find(|t| t.attr("id") == Some("signup-email")).unwrap();
+    assert_eq!((email.attr("type"), email.attr("maxlength")), (Some("email"), Some("254")));
+    assert!(email.has("required"));
+    let dn = tags.iter().find(|t| t.attr("name") == Some("display_name")).unwrap();
+    assert_eq!(dn.attr("maxlength"), Some("100"));
+    assert!(dn.has("required"));
+    let codes = tags.iter().find(|t| t.attr("id") == Some("recovery-codes")).unwrap();
+    assert!(codes.has("hidden"));
+    assert!(signup.contains(r#"href="/">I saved these codes</a>"#));
+    assert!(signup.contains("Create account with a passkey"));
+    assert!(signin.contains(r#"data-return-to="/invite/abc""#));
+    assert!(signin.contains(r#"href="/signup?return_to=/invite/abc""#));
+    assert!(signin.contains(r#"href="/recover""#));
+}
+
+#[test]
+fn signin_keeps_only_local_return_targets() {
+    let c = PageContext::default();
+    for bad in ["//evil.example/", "https://evil.example/", "/\\evil.example"] {
+        let html = signin(&c, Some(bad)).into_string();
+        assert!(!html.contains("data-return-to"), "{bad}");
+        assert!(!html.contains("evil.example"), "{bad}");
+    }
+}
+
+#[test]
+fn the_invite_page_accepts_or_sends_you_to_sign_in_and_back() {
+    let f = fixture();
+    let html = invite(&ctx(&f, Some(CSRF)), "Acme", "member", "tok/1", true).into_string();
+    assert!(html.contains(r#"<form method="post" action="/invite/tok%2F1/accept""#));
+    assert!(!html.contains("return_to"));
+    let html = invite(&PageContext::default(), "Acme", "member", "tok-1", false).into_string();
+    assert!(html.contains(r#"href="/signin?return_to=/invite/tok-1""#));
+    assert!(html.contains(r#"href="/signup?return_to=/invite/tok-1""#));
+    assert!(!html.contains("<form method=\"post\""));
+}
+
+#[test]
+fn the_account_page_lists_everything_with_its_forms() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let html = account(&c, &f.passkeys, &f.sessions, &f.tokens, 4, None).into_string();
+    for section in ["passkeys", "sessions", "tokens", "recovery"] {
+        assert!(
+            start_tags(&html).iter().any(|t| t.name == "section" && t.attr("id") == Some(section)),
+            "{section}"
+        );
+    }
+    for action in [
+        "/account/passkeys/pk-1/rename",
+        "/account/passkeys/pk-2/delete",
+        "/account/sessions/s-2/revoke",
+        "/account/tokens",
+        "/account/tokens/t-1/revoke",
+        "/account/recovery-codes",
+    ] {
+        assert!(html.contains(&format!("action=\"{action}\"")), "{action}");
+    }
+    assert!(!html.contains("/account/sessions/s-1/revoke"), "the current session signs out instead");
+    assert!(html.contains("This session"));
+    assert!(html.contains("You have 4 unused recovery codes."));
+    assert!(html.contains(r#"<time datetime="2023-11-14T22:14:20Z" title="UTC">2023-11-14 22:14</time>"#));
+    let tags = start_tags(&html);
+    let days = tags.iter().find(|t| t.attr("name") == Some("expires_in_days")).unwrap();
+    assert_eq!(
+        (days.attr("type"), days.attr("min"), days.attr("max"), days.attr("value")),
+        (Some("number"), Some("1"), Some("366"), Some("30"))
+    );
+    assert!(!html.contains("not be shown again"));
+}
+
+#[test]
+fn secrets_shown_once_are_in_a_copy_box() {
+    let f = fixture();
+    let c = ctx(&f, None);
+    let html = account(&c, &[], &[], &[], 10, Some(ShownOnce::Token { name: "ci", secret: "bf_abc" })).into_string();
+    assert!(html.contains("Copy it now: it will not be shown again"));
+    assert!(html.contains(r#"<pre class="secret" id="shown-once-secret" aria-label="New API token">bf_abc</pre>"#));
+    assert!(html.contains(r#"data-copy="shown-once-secret" hidden>Copy</button>"#));
+    let html = account(&c, &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes))).into_string();
+    assert!(html.contains(&f.codes.join("\n")));
+}
+
+#[test]
+fn the_script_speaks_the_pages_and_the_api_contract() {
+    let js = crate::PASSKEYS_JS;
+    for needle in [
+        "/api/v1/auth/signup/start",
+        "/api/v1/auth/signup/finish",
+        "/api/v1/auth/signin/start",
+        "/api/v1/auth/signin/finish",
+        "/api/v1/me/passkeys/start",
+        "/api/v1/me/passkeys/finish",
+        "passkey-status",
+        "recovery-codes",
+        "recovery-codes-list",
+        "recovery-codes-done",
+        "returnTo",
+        "csrf-token",
+        "X-CSRF-Token",
+        "cf-turnstile-response",
+        "NotAllowedError",
+        "The passkey prompt was cancelled or not allowed.",
+        "same-origin",
+        "form[data-passkey]",
+        "data-copy",
+        "data-confirm",
+    ] {
+        assert!(js.contains(needle), "passkeys.js lacks {needle}");
+    }
+}
+
+#[test]
+#[ignore = "dumps pages for a visual check"]
+fn dump_pages_for_screenshots() {
+    let f = fixture();
+    let dir = std::path::Path::new("/tmp/bf-pages");
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join(crate::STYLESHEET_PATH.trim_start_matches('/')), crate::STYLESHEET).unwrap();
+    std::fs::write(dir.join(crate::PASSKEYS_JS_PATH.trim_start_matches('/')), crate::PASSKEYS_JS).unwrap();
+    for (name, html) in all_pages(&f, Some(CSRF)) {
+        let html = html.replace("href=\"/assets", "href=\"assets").replace("src=\"/assets", "src=\"assets");
+        std::fs::write(dir.join(format!("{}.html", name.replace(' ', "-"))), html).unwrap();
+    }
+}
