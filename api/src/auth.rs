@@ -193,7 +193,13 @@ pub async fn csrf_guard(
         return AppError::Forbidden("cross-origin request refused (Origin must be this site)")
             .into_response();
     }
-    let Some(token) = cookie(req.headers(), session_cookie_name(&state)).map(str::to_string)
+    // Signing up, in or out of band (recovery) must work from a browser that still holds a
+    // session: those routes are protected by the Origin check above and the ceremony itself.
+    let path = req.uri().path();
+    let ceremony = path.starts_with("/api/v1/auth/") && path != "/api/v1/auth/signout";
+    let Some(token) = cookie(req.headers(), session_cookie_name(&state))
+        .filter(|_| !ceremony)
+        .map(str::to_string)
     else {
         return next.run(req).await;
     };

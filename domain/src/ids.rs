@@ -249,7 +249,7 @@ impl DisplayName {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        const FIELD: &str = "display name";
+        const FIELD: &str = "display_name";
         let s = s.trim();
         if s.is_empty() {
             return Err(IdError::Empty { field: FIELD });

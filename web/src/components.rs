@@ -213,7 +213,8 @@ mod tests {
     fn only_local_paths_are_safe_return_targets() {
         assert_eq!(safe_return_to("/invite/abc"), Some("/invite/abc"));
         assert_eq!(safe_return_to("/"), Some("/"));
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "", "evil", "/a\nb"]
+        for bad in
+            ["//evil.example", "/\\evil.example", "https://evil.example", "", "evil", "/a\nb"]
         {
             assert_eq!(safe_return_to(bad), None, "{bad:?}");
         }

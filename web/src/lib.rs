@@ -8,8 +8,7 @@ pub mod components;
 pub mod pages;
 
 pub use components::{
-    csrf_field, encode_path_segment, encode_query_value, format_utc, iso_utc, safe_return_to,
-    time,
+    csrf_field, encode_path_segment, encode_query_value, format_utc, iso_utc, safe_return_to, time,
 };
 
 /// The stylesheet, embedded in the binary and served at [`STYLESHEET_PATH`].
@@ -161,7 +160,7 @@ fn navigation(ctx: &PageContext) -> Markup {
                 } @else {
                     ul.nav-links {
                         li { a href="/signin" { "Sign in" } }
-                        li { a.button.small href="/signup" { "Sign up" } }
+                        li { a.button.small.primary href="/signup" { "Sign up" } }
                     }
                 }
             }

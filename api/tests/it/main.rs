@@ -1,8 +1,11 @@
-//! Integration tests of the `burstflare` service against real dependencies: SQLite, the
-//! embedded S3 server, the Temporal dev server, Docker and the OCI registry.
+//! Integration tests of the `burstflare` service against real dependencies: SQLite and
+//! PostgreSQL, the embedded S3 server, the Temporal dev server, Docker, the OCI registry, and a
+//! software passkey authenticator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browserish;
 mod commands;
 mod dev_command;
 mod health;
 mod helpers;
+mod identity;

@@ -168,27 +168,22 @@ impl Store {
         let mut conditions = vec!["(at < $2 OR (at = $2 AND id < $3))", "workspace_id = $1"];
         // Optional filters take the fixed numbers $5.. and are bound either way; an unused one is
         // simply not referenced (neither backend minds).
-        let mut action = None;
-        let mut action_len = 0;
         if let Some(wanted) = &filter.action {
-            if wanted.ends_with('.') {
-                // substr, not LIKE: SQLite's LIKE ignores case and both treat '_' as a wildcard.
-                conditions.push("substr(action, 1, $6) = $5");
-                action_len = i64::try_from(wanted.chars().count())
-                    .map_err(|_| StoreError::Invalid("action: too long".to_owned()))?;
+            conditions.push(if wanted.ends_with('.') {
+                // substr, not LIKE: SQLite's LIKE ignores case, and both treat '_' as a wildcard.
+                "substr(action, 1, length($5)) = $5"
             } else {
-                conditions.push("action = $5");
-            }
-            action = Some(wanted.as_str());
+                "action = $5"
+            });
         }
         if filter.actor.is_some() {
-            conditions.push("actor_user_id = $7");
+            conditions.push("actor_user_id = $6");
         }
         if filter.since.is_some() {
-            conditions.push("at >= $8");
+            conditions.push("at >= $7");
         }
         if filter.until.is_some() {
-            conditions.push("at < $9");
+            conditions.push("at < $8");
         }
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log
@@ -201,8 +196,7 @@ impl Store {
             .bind(at)
             .bind(id)
             .bind(i64::from(limit))
-            .bind(action)
-            .bind(action_len)
+            .bind(filter.action.as_deref())
             .bind(filter.actor.as_ref().map(UserId::as_str))
             .bind(filter.since)
             .bind(filter.until)

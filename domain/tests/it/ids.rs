@@ -122,14 +122,14 @@ fn a_slug_can_be_suggested_from_arbitrary_text() {
 fn a_display_name_is_trimmed_and_holds_1_to_100_characters_without_control_characters() {
     assert_eq!(DisplayName::parse("  Ada Lovelace ").unwrap().as_str(), "Ada Lovelace");
     assert!(DisplayName::parse(&"é".repeat(100)).is_ok());
-    assert_eq!(DisplayName::parse(" ").unwrap_err().to_string(), "display name: must not be empty");
+    assert_eq!(DisplayName::parse(" ").unwrap_err().to_string(), "display_name: must not be empty");
     assert_eq!(
         DisplayName::parse(&"é".repeat(101)).unwrap_err().to_string(),
-        "display name: must be at most 100 characters"
+        "display_name: must be at most 100 characters"
     );
     assert_eq!(
         DisplayName::parse("Ada\u{0}Lovelace").unwrap_err().to_string(),
-        "display name: must not contain control characters"
+        "display_name: must not contain control characters"
     );
 }
 

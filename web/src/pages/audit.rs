@@ -96,9 +96,6 @@ pub fn audit(
             }
             @if let Some(href) = older {
                 nav.pager aria-label="Audit log pages" {
-                    @if filtered || page.events.is_empty() {
-                        a href=(path) { "Newest" }
-                    }
                     a.button.secondary href=(href) rel="next" { "Older" }
                 }
             }

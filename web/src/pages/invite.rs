@@ -17,7 +17,13 @@ fn role_meaning(role: &str) -> &'static str {
 
 /// `/invite/{token}`: signed in, an accept button; signed out, links to sign in or sign up
 /// that come back here.
-pub fn invite(ctx: &PageContext, ws_name: &str, role: &str, token: &str, signed_in: bool) -> Markup {
+pub fn invite(
+    ctx: &PageContext,
+    ws_name: &str,
+    role: &str,
+    token: &str,
+    signed_in: bool,
+) -> Markup {
     let here = format!("/invite/{}", encode_path_segment(token));
     let back = encode_query_value(&here);
     let body = html! {

@@ -48,7 +48,8 @@ fn start_tags(html: &str) -> Vec<Tag> {
         if !b.get(i).is_some_and(u8::is_ascii_alphabetic) {
             continue;
         }
-        let name_end = i + html[i..].find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap();
+        let name_end =
+            i + html[i..].find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap();
         let name = html[i..name_end].to_ascii_lowercase();
         let mut attrs = vec![];
         let mut j = name_end;
@@ -114,7 +115,12 @@ fn fixture() -> Fixture {
         user: user("u-me", EVIL, "me@example.com"),
         workspaces: vec![ws("w-1", "acme", "admin", false), ws("w-2", "me", "owner", true)],
         passkeys: vec![
-            sdk::PasskeyInfo { id: "pk-1".into(), name: EVIL.into(), created_at: 0, last_used_at: None },
+            sdk::PasskeyInfo {
+                id: "pk-1".into(),
+                name: EVIL.into(),
+                created_at: 0,
+                last_used_at: None,
+            },
             sdk::PasskeyInfo {
                 id: "pk-2".into(),
                 name: "Phone".into(),
@@ -148,10 +154,26 @@ fn fixture() -> Fixture {
             last_used_at: None,
         }],
         members: vec![
-            sdk::MemberInfo { user: user("u-owner", "Olga Owner", "o@example.com"), role: "owner".into(), joined_at: 0 },
-            sdk::MemberInfo { user: user("u-me", EVIL, "me@example.com"), role: "admin".into(), joined_at: 0 },
-            sdk::MemberInfo { user: user("u-2", EVIL, "evil@example.com"), role: "member".into(), joined_at: 0 },
-            sdk::MemberInfo { user: user("u-3", "Vic Viewer", "v@example.com"), role: "viewer".into(), joined_at: 0 },
+            sdk::MemberInfo {
+                user: user("u-owner", "Olga Owner", "o@example.com"),
+                role: "owner".into(),
+                joined_at: 0,
+            },
+            sdk::MemberInfo {
+                user: user("u-me", EVIL, "me@example.com"),
+                role: "admin".into(),
+                joined_at: 0,
+            },
+            sdk::MemberInfo {
+                user: user("u-2", EVIL, "evil@example.com"),
+                role: "member".into(),
+                joined_at: 0,
+            },
+            sdk::MemberInfo {
+                user: user("u-3", "Vic Viewer", "v@example.com"),
+                role: "viewer".into(),
+                joined_at: 0,
+            },
         ],
         invites: vec![sdk::InviteInfo {
             id: "i-1".into(),
@@ -206,7 +228,8 @@ fn ctx<'a>(f: &'a Fixture, csrf: Option<&'a str>) -> PageContext<'a> {
 /// Every page, in every interesting state, rendered with `csrf`.
 fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
     let signed_in = ctx(f, csrf);
-    let signed_out = PageContext { csrf, bot_check_site_key: Some("site<key>"), ..PageContext::default() };
+    let signed_out =
+        PageContext { csrf, bot_check_site_key: Some("site<key>"), ..PageContext::default() };
     let ws = &f.workspaces[0];
     let version = sdk::VersionResponse {
         name: "burstflare".into(),
@@ -235,14 +258,30 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
         ),
         (
             "account with codes",
-            account(&signed_in, &f.passkeys, &f.sessions, &f.tokens, 0, Some(ShownOnce::RecoveryCodes(&f.codes))),
+            account(
+                &signed_in,
+                &f.passkeys,
+                &f.sessions,
+                &f.tokens,
+                0,
+                Some(ShownOnce::RecoveryCodes(&f.codes)),
+            ),
         ),
         ("account empty", account(&signed_in, &[], &[], &[], 1, None)),
-        ("members manager", members(&signed_in, ws, &f.members, &f.invites, true, Some("https://x/invite/t<"))),
+        (
+            "members manager",
+            members(&signed_in, ws, &f.members, &f.invites, true, Some("https://x/invite/t<")),
+        ),
         ("members viewer", members(&signed_in, ws, &f.members, &f.invites, false, None)),
-        ("members personal", members(&signed_in, &f.workspaces[1], &f.members[..1], &[], true, None)),
+        (
+            "members personal",
+            members(&signed_in, &f.workspaces[1], &f.members[..1], &[], true, None),
+        ),
         ("audit", audit(&signed_in, ws, &f.audit, Some("a&b"), Some(EVIL))),
-        ("audit empty", audit(&signed_in, ws, &sdk::AuditPage { events: vec![], next: None }, None, None)),
+        (
+            "audit empty",
+            audit(&signed_in, ws, &sdk::AuditPage { events: vec![], next: None }, None, None),
+        ),
         ("invite signed in", invite(&signed_in, EVIL, "member", "tok-1", true)),
         ("invite signed out", invite(&signed_out, EVIL, "viewer", "tok-1", false)),
         ("new workspace", new_workspace(&signed_in, Some(EVIL))),
@@ -267,7 +306,11 @@ fn every_post_form_carries_the_csrf_token() {
             let end = form.start + html[form.start..].find("</form>").unwrap();
             let inner = &html[form.start..end];
             if method == "post" {
-                assert!(inner.contains(field), "{name}: form {:?} has no csrf field", form.attr("action"));
+                assert!(
+                    inner.contains(field),
+                    "{name}: form {:?} has no csrf field",
+                    form.attr("action")
+                );
             } else {
                 assert!(!inner.contains("name=\"csrf\""), "{name}: GET form leaks the csrf token");
             }
@@ -304,7 +347,9 @@ fn every_input_and_select_has_a_label_and_ids_are_unique() {
                 _ => false,
             };
             if needs_label {
-                let id = t.attr("id").unwrap_or_else(|| panic!("{name}: <{}> without id: {t:?}", t.name));
+                let id = t
+                    .attr("id")
+                    .unwrap_or_else(|| panic!("{name}: <{}> without id: {t:?}", t.name));
                 assert!(labelled.contains(id), "{name}: no <label for={id:?}>");
             }
         }
@@ -343,7 +388,10 @@ fn user_data_is_escaped_everywhere() {
         // Every <script> is one of ours.
         for t in start_tags(&html).iter().filter(|t| t.name == "script") {
             let src = t.attr("src").unwrap_or_default();
-            assert!(src == crate::PASSKEYS_JS_PATH || src == crate::TURNSTILE_JS_URL, "{name}: {src}");
+            assert!(
+                src == crate::PASSKEYS_JS_PATH || src == crate::TURNSTILE_JS_URL,
+                "{name}: {src}"
+            );
         }
     }
     let pages = all_pages(&f, Some(CSRF));
@@ -360,7 +408,8 @@ fn a_viewer_sees_no_management_controls() {
     let f = fixture();
     let c = ctx(&f, Some(CSRF));
     let ws = &f.workspaces[0];
-    let html = members(&c, ws, &f.members, &f.invites, false, Some("https://x/invite/secret")).into_string();
+    let html = members(&c, ws, &f.members, &f.invites, false, Some("https://x/invite/secret"))
+        .into_string();
     assert!(!html.contains("/role\""));
     assert!(!html.contains("/remove\""));
     assert!(!html.contains("/invites"));
@@ -381,7 +430,8 @@ fn a_manager_gets_controls_except_for_themselves_and_owners() {
     let f = fixture();
     let c = ctx(&f, Some(CSRF)); // an admin of acme
     let ws = &f.workspaces[0];
-    let html = members(&c, ws, &f.members, &f.invites, true, Some("https://x/invite/abc")).into_string();
+    let html =
+        members(&c, ws, &f.members, &f.invites, true, Some("https://x/invite/abc")).into_string();
     assert!(html.contains(r#"action="/w/acme/members/u-2/role""#));
     assert!(html.contains(r#"action="/w/acme/members/u-3/remove""#));
     assert!(!html.contains("/members/u-me/"), "no controls on yourself");
@@ -412,15 +462,18 @@ fn the_personal_workspace_cannot_be_left() {
 fn the_older_link_keeps_the_filters_url_encoded() {
     let f = fixture();
     let c = ctx(&f, None);
-    let html = audit(&c, &f.workspaces[0], &f.audit, Some("member.role changed&x=1"), Some("a+b@x.com"))
-        .into_string();
+    let html =
+        audit(&c, &f.workspaces[0], &f.audit, Some("member.role changed&x=1"), Some("a+b@x.com"))
+            .into_string();
     let older = start_tags(&html)
         .into_iter()
         .find(|t| t.name == "a" && t.attr("rel") == Some("next"))
         .expect("an Older link");
     assert_eq!(
         older.attr("href"),
-        Some("/w/acme/audit?before=e-2%20%26%3D%2B%23&action=member.role%20changed%26x%3D1&actor=a%2Bb%40x.com")
+        Some(
+            "/w/acme/audit?before=e-2%20%26%3D%2B%23&action=member.role%20changed%26x%3D1&actor=a%2Bb%40x.com"
+        )
     );
     // The filter form is a GET form that shows the current filters.
     assert!(html.contains(r#"<form method="get" action="/w/acme/audit""#));
@@ -474,9 +527,16 @@ fn navigation_depends_on_being_signed_in() {
 #[test]
 fn flash_messages_are_announced() {
     let f = fixture();
-    let ok = PageContext { flash: Some(Flash { kind: FlashKind::Success, message: "Saved." }), ..ctx(&f, None) };
+    let ok = PageContext {
+        flash: Some(Flash { kind: FlashKind::Success, message: "Saved." }),
+        ..ctx(&f, None)
+    };
     let html = error_page_with(&ok, 200, "x").into_string();
-    assert!(html.contains(r#"<div class="flash success" role="status" aria-live="polite">Saved.</div>"#));
+    assert!(
+        html.contains(
+            r#"<div class="flash success" role="status" aria-live="polite">Saved.</div>"#
+        )
+    );
     let html = error_page_with(&ctx(&f, None), 200, "x").into_string();
     assert!(html.contains(r#"<div class="flash error" role="alert">"#));
 }
@@ -486,7 +546,9 @@ fn the_bot_check_widget_appears_only_with_a_site_key() {
     let with = PageContext { bot_check_site_key: Some("0x4AAA"), ..PageContext::default() };
     for html in [signup(&with).into_string(), signin(&with, None).into_string()] {
         assert!(html.contains(r#"<div class="cf-turnstile" data-sitekey="0x4AAA"></div>"#));
-        assert!(html.contains(r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer>"#));
+        assert!(html.contains(
+            r#"<script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer>"#
+        ));
     }
     let without = PageContext::default();
     for html in [signup(&without).into_string(), signin(&without, None).into_string()] {
@@ -502,13 +564,16 @@ fn passkey_forms_carry_what_the_script_needs() {
     let signup = signup(&c).into_string();
     let signin = signin(&c, Some("/invite/abc")).into_string();
     let account = account(&ctx(&f, None), &f.passkeys, &[], &[], 3, None).into_string();
-    for (kind, id, html) in
-        [("signup", "signup-form", &signup), ("signin", "signin-form", &signin), ("add", "add-passkey-form", &account)]
-    {
+    for (kind, id, html) in [
+        ("signup", "signup-form", &signup),
+        ("signin", "signin-form", &signin),
+        ("add", "add-passkey-form", &account),
+    ] {
         let tags = start_tags(html);
         let form = tags.iter().find(|t| t.attr("data-passkey") == Some(kind)).expect(kind);
         assert_eq!(form.attr("id"), Some(id));
-        let status: Vec<_> = tags.iter().filter(|t| t.attr("id") == Some("passkey-status")).collect();
+        let status: Vec<_> =
+            tags.iter().filter(|t| t.attr("id") == Some("passkey-status")).collect();
         assert_eq!(status.len(), 1, "{kind}");
         assert_eq!(status[0].attr("role"), Some("status"));
         assert_eq!(status[0].attr("aria-live"), Some("polite"));
@@ -574,10 +639,17 @@ fn the_account_page_lists_everything_with_its_forms() {
     ] {
         assert!(html.contains(&format!("action=\"{action}\"")), "{action}");
     }
-    assert!(!html.contains("/account/sessions/s-1/revoke"), "the current session signs out instead");
+    assert!(
+        !html.contains("/account/sessions/s-1/revoke"),
+        "the current session signs out instead"
+    );
     assert!(html.contains("This session"));
     assert!(html.contains("You have 4 unused recovery codes."));
-    assert!(html.contains(r#"<time datetime="2023-11-14T22:14:20Z" title="UTC">2023-11-14 22:14</time>"#));
+    assert!(
+        html.contains(
+            r#"<time datetime="2023-11-14T22:14:20Z" title="UTC">2023-11-14 22:14</time>"#
+        )
+    );
     let tags = start_tags(&html);
     let days = tags.iter().find(|t| t.attr("name") == Some("expires_in_days")).unwrap();
     assert_eq!(
@@ -591,11 +663,16 @@ fn the_account_page_lists_everything_with_its_forms() {
 fn secrets_shown_once_are_in_a_copy_box() {
     let f = fixture();
     let c = ctx(&f, None);
-    let html = account(&c, &[], &[], &[], 10, Some(ShownOnce::Token { name: "ci", secret: "bf_abc" })).into_string();
+    let html =
+        account(&c, &[], &[], &[], 10, Some(ShownOnce::Token { name: "ci", secret: "bf_abc" }))
+            .into_string();
     assert!(html.contains("Copy it now: it will not be shown again"));
-    assert!(html.contains(r#"<pre class="secret" id="shown-once-secret" aria-label="New API token">bf_abc</pre>"#));
+    assert!(html.contains(
+        r#"<pre class="secret" id="shown-once-secret" aria-label="New API token">bf_abc</pre>"#
+    ));
     assert!(html.contains(r#"data-copy="shown-once-secret" hidden>Copy</button>"#));
-    let html = account(&c, &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes))).into_string();
+    let html =
+        account(&c, &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes))).into_string();
     assert!(html.contains(&f.codes.join("\n")));
 }
 
@@ -625,19 +702,5 @@ fn the_script_speaks_the_pages_and_the_api_contract() {
         "data-confirm",
     ] {
         assert!(js.contains(needle), "passkeys.js lacks {needle}");
-    }
-}
-
-#[test]
-#[ignore = "dumps pages for a visual check"]
-fn dump_pages_for_screenshots() {
-    let f = fixture();
-    let dir = std::path::Path::new("/tmp/bf-pages");
-    std::fs::create_dir_all(dir.join("assets")).unwrap();
-    std::fs::write(dir.join(crate::STYLESHEET_PATH.trim_start_matches('/')), crate::STYLESHEET).unwrap();
-    std::fs::write(dir.join(crate::PASSKEYS_JS_PATH.trim_start_matches('/')), crate::PASSKEYS_JS).unwrap();
-    for (name, html) in all_pages(&f, Some(CSRF)) {
-        let html = html.replace("href=\"/assets", "href=\"assets").replace("src=\"/assets", "src=\"assets");
-        std::fs::write(dir.join(format!("{}.html", name.replace(' ', "-"))), html).unwrap();
     }
 }
