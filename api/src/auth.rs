@@ -132,22 +132,31 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Resolves the caller from a bearer token or the session cookie. Every request checks the
 /// store, so a revoked session or token stops working on the very next request.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, AppError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, AppError> {
     let now = domain::store::now_ms();
     if let Some(token) = bearer(headers) {
         let Some(t) = state.store.api_token_by_hash(&secrets::hash(token), now).await? else {
-            return Err(AppError::Unauthenticated("the API token is not valid (revoked or expired?)"));
+            return Err(AppError::Unauthenticated(
+                "the API token is not valid (revoked or expired?)",
+            ));
         };
-        let user = state.store.user_by_id(&t.user_id).await?.ok_or(AppError::Unauthenticated(
-            "the API token's account no longer exists",
-        ))?;
+        let user = state
+            .store
+            .user_by_id(&t.user_id)
+            .await?
+            .ok_or(AppError::Unauthenticated("the API token's account no longer exists"))?;
         return Ok(Some(Principal { user, via: Via::Token { id: t.id } }));
     }
     let Some(token) = cookie(headers, session_cookie_name(state)) else {
         return Ok(None);
     };
-    let Some(s) =
-        state.store.browser_session_by_token_hash(&secrets::hash(token), now, SESSION_IDLE_MS).await?
+    let Some(s) = state
+        .store
+        .browser_session_by_token_hash(&secrets::hash(token), now, SESSION_IDLE_MS)
+        .await?
     else {
         return Ok(None);
     };
@@ -218,7 +227,8 @@ pub async fn csrf_guard(
         Err(e) => return AppError::from(e).into_response(),
     };
     let expected = session.csrf_token;
-    let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header_token =
+        req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -246,7 +256,9 @@ pub async fn csrf_guard(
         (req, None)
     };
     match presented {
-        Some(p) if secrets::constant_time_eq(p.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        Some(p) if secrets::constant_time_eq(p.as_bytes(), expected.as_bytes()) => {
+            next.run(req).await
+        }
         Some(_) => AppError::Forbidden("the CSRF token does not match; reload the page and retry")
             .into_response(),
         None => AppError::Forbidden("missing CSRF token (X-CSRF-Token header or csrf form field)")

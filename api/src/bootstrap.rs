@@ -37,18 +37,23 @@ pub async fn run(
              (pass --force to create another account anyway)"
         );
     }
-    let (user, workspace) = store.create_user_with_personal_workspace(&email, &name).await.map_err(
-        |e| match e {
+    let (user, workspace) =
+        store.create_user_with_personal_workspace(&email, &name).await.map_err(|e| match e {
             domain::StoreError::Conflict { .. } => {
                 anyhow::anyhow!("--email: an account with {email} exists already")
             }
             other => other.into(),
-        },
-    )?;
+        })?;
     let now = now_ms();
     let (token, hash) = secrets::generate(SecretKind::ApiToken);
     let t = store
-        .create_api_token(&user.id, "bootstrap", &hash, now, Some(now + i64::from(token_days) * 86_400_000))
+        .create_api_token(
+            &user.id,
+            "bootstrap",
+            &hash,
+            now,
+            Some(now + i64::from(token_days) * 86_400_000),
+        )
         .await?;
     let codes = secrets::recovery_codes();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|(_, h)| h.clone()).collect();

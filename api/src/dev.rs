@@ -119,7 +119,9 @@ impl DevStack {
         let mut registry_child = ChildProcess::spawn("registry", cmd, &logs)?;
 
         let mut config = base;
-        config.public_url = url::Url::parse(&format!("http://{api_addr}"))?;
+        // Passkeys need a domain, not an IP, as their relying party: the web UI lives at
+        // localhost (pages opened at 127.0.0.1 redirect there).
+        config.public_url = url::Url::parse(&format!("http://localhost:{}", api_addr.port()))?;
         config.server.listen = api_addr;
         config.database.url = SecretString::from(db_url);
         config.storage.endpoint = url::Url::parse(&s3.endpoint())?;

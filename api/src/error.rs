@@ -42,11 +42,15 @@ impl AppError {
             AppError::Unauthenticated(m) => {
                 (StatusCode::UNAUTHORIZED, ApiError::new(ErrorCode::Unauthenticated, *m))
             }
-            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, ApiError::new(ErrorCode::Forbidden, *m)),
+            AppError::Forbidden(m) => {
+                (StatusCode::FORBIDDEN, ApiError::new(ErrorCode::Forbidden, *m))
+            }
             AppError::NotFound => {
                 (StatusCode::NOT_FOUND, ApiError::new(ErrorCode::NotFound, "not found"))
             }
-            AppError::Conflict(m) => (StatusCode::CONFLICT, ApiError::new(ErrorCode::Conflict, m.clone())),
+            AppError::Conflict(m) => {
+                (StatusCode::CONFLICT, ApiError::new(ErrorCode::Conflict, m.clone()))
+            }
             AppError::RateLimited(m) => {
                 (StatusCode::TOO_MANY_REQUESTS, ApiError::new(ErrorCode::RateLimited, *m))
             }
@@ -96,8 +100,18 @@ fn conflict_message(what: &str) -> String {
 /// The field a validation message starts with (`"email: must be ..."`), for `details.field`.
 fn field_of(message: &str) -> &'static str {
     const FIELDS: [&str; 12] = [
-        "email", "display_name", "name", "slug", "role", "code", "token", "expires_in_days",
-        "credential", "ceremony_id", "user", "body",
+        "email",
+        "display_name",
+        "name",
+        "slug",
+        "role",
+        "code",
+        "token",
+        "expires_in_days",
+        "credential",
+        "ceremony_id",
+        "user",
+        "body",
     ];
     let head = message.split(':').next().unwrap_or("");
     FIELDS.iter().find(|f| **f == head).copied().unwrap_or("request")

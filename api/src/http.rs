@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::mount(&state, route_table()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), canonical_host))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
@@ -88,6 +89,36 @@ async fn stylesheet() -> impl IntoResponse {
         ],
         web::STYLESHEET,
     )
+}
+
+/// Pages opened under another host name than `public_url`'s (say 127.0.0.1 instead of
+/// localhost) redirect to it: passkeys and cookies are bound to that one origin. The JSON API
+/// and assets answer under any host.
+async fn canonical_host(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let public = &state.config.public_url;
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let expected = match (public.host_str(), public.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    };
+    let page = req.method() == axum::http::Method::GET
+        && !req.uri().path().starts_with("/api/")
+        && !req.uri().path().starts_with("/assets/")
+        && req.uri().path() != routes::METRICS;
+    if page && !host.is_empty() && !expected.is_empty() && host != expected {
+        let target = format!(
+            "{}{}",
+            public.as_str().trim_end_matches('/'),
+            req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        );
+        return axum::response::Redirect::temporary(&target).into_response();
+    }
+    next.run(req).await
 }
 
 /// JSON 404 under `/api`, a page elsewhere.

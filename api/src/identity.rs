@@ -48,7 +48,10 @@ fn rejected(e: passkeys::PasskeyError) -> AppError {
     }
 }
 
-async fn personal_workspace(state: &AppState, user: &UserId) -> Result<Option<WorkspaceId>, AppError> {
+async fn personal_workspace(
+    state: &AppState,
+    user: &UserId,
+) -> Result<Option<WorkspaceId>, AppError> {
     Ok(state
         .store
         .workspaces_for_user(user)
@@ -78,7 +81,11 @@ pub async fn audit_account(
     Ok(())
 }
 
-async fn bot_check(state: &AppState, meta: &RequestMeta, token: Option<&str>) -> Result<(), AppError> {
+async fn bot_check(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: Option<&str>,
+) -> Result<(), AppError> {
     use domain::botcheck::BotCheckError;
     state.bot_check.verify(token, meta.ip.as_deref()).await.map_err(|e| match e {
         BotCheckError::Unavailable(reason) => {
@@ -130,8 +137,9 @@ fn json<T: Serialize>(v: &T) -> Result<serde_json::Value, AppError> {
 }
 
 fn ceremony_id(s: &str) -> Result<domain::ids::CeremonyId, AppError> {
-    domain::ids::CeremonyId::parse(s)
-        .map_err(|_| AppError::Unauthenticated("this sign-in attempt expired or was already used; start again"))
+    domain::ids::CeremonyId::parse(s).map_err(|_| {
+        AppError::Unauthenticated("this sign-in attempt expired or was already used; start again")
+    })
 }
 
 /// A new browser session for `user`: returns the `Set-Cookie` value.
@@ -166,20 +174,25 @@ pub async fn signup_finish(
     req: &sdk::CeremonyFinish,
 ) -> Result<(sdk::SignupDone, HeaderValue), AppError> {
     let id = ceremony_id(&req.ceremony_id)?;
-    let ceremony = state
-        .store
-        .take_ceremony(&id, CeremonyKind::Registration, now_ms())
-        .await?
-        .ok_or(AppError::Unauthenticated("this sign-up attempt expired or was already used; start again"))?;
+    let ceremony =
+        state.store.take_ceremony(&id, CeremonyKind::Registration, now_ms()).await?.ok_or(
+            AppError::Unauthenticated(
+                "this sign-up attempt expired or was already used; start again",
+            ),
+        )?;
     let ctx: SignupContext =
         serde_json::from_str(&ceremony.context_json).map_err(|e| AppError::Internal(e.into()))?;
-    let passkey = state.passkeys.finish_registration(&req.credential, &ceremony.state_json).map_err(rejected)?;
+    let passkey = state
+        .passkeys
+        .finish_registration(&req.credential, &ceremony.state_json)
+        .map_err(rejected)?;
     let user_id = UserId::parse(&ctx.user_id)?;
     let email = Email::parse(&ctx.email)?;
     let name = DisplayName::parse(&ctx.display_name)?;
     let codes = secrets::recovery_codes();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|(_, h)| h.clone()).collect();
-    let passkey_json = passkeys::passkey_to_json(&passkey).map_err(|e| AppError::Internal(e.into()))?;
+    let passkey_json =
+        passkeys::passkey_to_json(&passkey).map_err(|e| AppError::Internal(e.into()))?;
     let (user, _ws) = state
         .store
         .sign_up(
@@ -195,11 +208,30 @@ pub async fn signup_finish(
             now_ms(),
         )
         .await?;
-    audit_account(state, meta, &user.id, "auth.signup", Some(("user", user.id.to_string())), serde_json::json!({})).await?;
+    audit_account(
+        state,
+        meta,
+        &user.id,
+        "auth.signup",
+        Some(("user", user.id.to_string())),
+        serde_json::json!({}),
+    )
+    .await?;
     let cookie = start_session(state, meta, &user.id, false).await?;
-    audit_account(state, meta, &user.id, "auth.signin", None, serde_json::json!({ "method": "passkey" })).await?;
+    audit_account(
+        state,
+        meta,
+        &user.id,
+        "auth.signin",
+        None,
+        serde_json::json!({ "method": "passkey" }),
+    )
+    .await?;
     Ok((
-        sdk::SignupDone { user: user_info(&user), recovery_codes: codes.into_iter().map(|(c, _)| c).collect() },
+        sdk::SignupDone {
+            user: user_info(&user),
+            recovery_codes: codes.into_iter().map(|(c, _)| c).collect(),
+        },
         cookie,
     ))
 }
@@ -217,7 +249,9 @@ pub async fn signin_start(
         None => Vec::new(),
     };
     let Some(user) = user.filter(|_| !stored.is_empty()) else {
-        let e = meta.audit("auth.signin_failed").detail(serde_json::json!({ "reason": "unknown email" }));
+        let e = meta
+            .audit("auth.signin_failed")
+            .detail(serde_json::json!({ "reason": "unknown email" }));
         state.store.append_audit(&e).await?;
         return Err(AppError::invalid("email", "email: no account with a passkey uses this email"));
     };
@@ -226,10 +260,18 @@ pub async fn signin_start(
         .map(|p| passkeys::passkey_from_json(&p.passkey_json))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AppError::Internal(e.into()))?;
-    let (rcr, st) = state.passkeys.start_authentication(&keys).map_err(|e| AppError::Internal(e.into()))?;
+    let (rcr, st) =
+        state.passkeys.start_authentication(&keys).map_err(|e| AppError::Internal(e.into()))?;
     let id = state
         .store
-        .put_ceremony(CeremonyKind::Authentication, Some(&user.id), &st, "{}", now_ms(), CEREMONY_TTL_MS)
+        .put_ceremony(
+            CeremonyKind::Authentication,
+            Some(&user.id),
+            &st,
+            "{}",
+            now_ms(),
+            CEREMONY_TTL_MS,
+        )
         .await?;
     Ok(sdk::CeremonyChallenge { ceremony_id: id.to_string(), options: json(&rcr)? })
 }
@@ -240,11 +282,16 @@ pub async fn signin_finish(
     req: &sdk::CeremonyFinish,
 ) -> Result<(sdk::UserInfo, HeaderValue), AppError> {
     let id = ceremony_id(&req.ceremony_id)?;
-    let Some(ceremony) = state.store.take_ceremony(&id, CeremonyKind::Authentication, now_ms()).await?
+    let Some(ceremony) =
+        state.store.take_ceremony(&id, CeremonyKind::Authentication, now_ms()).await?
     else {
-        let e = meta.audit("auth.signin_failed").detail(serde_json::json!({ "reason": "unknown or used ceremony" }));
+        let e = meta
+            .audit("auth.signin_failed")
+            .detail(serde_json::json!({ "reason": "unknown or used ceremony" }));
         state.store.append_audit(&e).await?;
-        return Err(AppError::Unauthenticated("this sign-in attempt expired or was already used; start again"));
+        return Err(AppError::Unauthenticated(
+            "this sign-in attempt expired or was already used; start again",
+        ));
     };
     let user_id = ceremony.user_id.ok_or(AppError::NotFound)?;
     let user = state.store.user_by_id(&user_id).await?.ok_or(AppError::NotFound)?;
@@ -255,20 +302,24 @@ pub async fn signin_finish(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AppError::Internal(e.into()))?;
     let fail = |reason: &'static str| {
-        let e = meta.audit("auth.signin_failed").actor(&user.id).detail(serde_json::json!({ "reason": reason }));
+        let e = meta
+            .audit("auth.signin_failed")
+            .actor(&user.id)
+            .detail(serde_json::json!({ "reason": reason }));
         (e, reason)
     };
-    let asserted = match state.passkeys.finish_authentication(&req.credential, &ceremony.state_json, &keys) {
-        Ok(a) => a,
-        Err(e) => {
-            let (mut entry, _) = fail("passkey response rejected");
-            if let Some(ws) = personal_workspace(state, &user.id).await? {
-                entry = entry.workspace(&ws);
+    let asserted =
+        match state.passkeys.finish_authentication(&req.credential, &ceremony.state_json, &keys) {
+            Ok(a) => a,
+            Err(e) => {
+                let (mut entry, _) = fail("passkey response rejected");
+                if let Some(ws) = personal_workspace(state, &user.id).await? {
+                    entry = entry.workspace(&ws);
+                }
+                state.store.append_audit(&entry).await?;
+                return Err(rejected(e));
             }
-            state.store.append_audit(&entry).await?;
-            return Err(rejected(e));
-        }
-    };
+        };
     let record = stored
         .iter()
         .find(|p| p.credential_id == asserted.credential_id)
@@ -288,9 +339,9 @@ pub async fn signin_finish(
         }
         state.store.append_audit(&entry).await?;
         return match e {
-            domain::StoreError::Conflict { .. } => {
-                Err(AppError::Unauthenticated("the passkey's sign counter went backwards; sign-in refused"))
-            }
+            domain::StoreError::Conflict { .. } => Err(AppError::Unauthenticated(
+                "the passkey's sign counter went backwards; sign-in refused",
+            )),
             other => Err(other.into()),
         };
     }
@@ -331,15 +382,35 @@ pub async fn recover(
         return Err(generic);
     };
     let cookie = start_session(state, meta, &user.id, true).await?;
-    audit_account(state, meta, &user.id, "auth.recover", None, serde_json::json!({ "method": "recovery_code" })).await?;
+    audit_account(
+        state,
+        meta,
+        &user.id,
+        "auth.recover",
+        None,
+        serde_json::json!({ "method": "recovery_code" }),
+    )
+    .await?;
     Ok((user_info(&user), cookie))
 }
 
-pub async fn signout(state: &AppState, meta: &RequestMeta, principal: &Principal) -> Result<(), AppError> {
+pub async fn signout(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+) -> Result<(), AppError> {
     if let Some(id) = principal.session_id() {
         // Revoking by id keeps the token itself out of this code path.
         state.store.revoke_browser_session(&principal.user.id, id, now_ms()).await?;
-        audit_account(state, meta, &principal.user.id, "auth.signout", Some(("browser_session", id.to_string())), serde_json::json!({})).await?;
+        audit_account(
+            state,
+            meta,
+            &principal.user.id,
+            "auth.signout",
+            Some(("browser_session", id.to_string())),
+            serde_json::json!({}),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -361,7 +432,8 @@ pub async fn passkey_add_start(
         .passkeys
         .start_registration(uuid_of(&u.id)?, u.email.as_str(), u.display_name.as_str(), &keys)
         .map_err(|e| AppError::Internal(e.into()))?;
-    let ctx = serde_json::to_string(&PasskeyContext { name }).map_err(|e| AppError::Internal(e.into()))?;
+    let ctx = serde_json::to_string(&PasskeyContext { name })
+        .map_err(|e| AppError::Internal(e.into()))?;
     let id = state
         .store
         .put_ceremony(CeremonyKind::Registration, Some(&u.id), &st, &ctx, now_ms(), CEREMONY_TTL_MS)
@@ -372,7 +444,10 @@ pub async fn passkey_add_start(
 pub fn passkey_name(raw: &str) -> Result<String, AppError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "name: must be 1 to 60 characters, no control characters"));
+        return Err(AppError::invalid(
+            "name",
+            "name: must be 1 to 60 characters, no control characters",
+        ));
     }
     Ok(name.to_string())
 }
@@ -389,22 +464,48 @@ pub async fn passkey_add_finish(
         .take_ceremony(&id, CeremonyKind::Registration, now_ms())
         .await?
         .filter(|c| c.user_id.as_ref() == Some(&principal.user.id))
-        .ok_or(AppError::Unauthenticated("this passkey registration expired or was already used; start again"))?;
+        .ok_or(AppError::Unauthenticated(
+            "this passkey registration expired or was already used; start again",
+        ))?;
     let ctx: PasskeyContext =
         serde_json::from_str(&ceremony.context_json).map_err(|e| AppError::Internal(e.into()))?;
-    let passkey = state.passkeys.finish_registration(&req.credential, &ceremony.state_json).map_err(rejected)?;
-    let passkey_json = passkeys::passkey_to_json(&passkey).map_err(|e| AppError::Internal(e.into()))?;
+    let passkey = state
+        .passkeys
+        .finish_registration(&req.credential, &ceremony.state_json)
+        .map_err(rejected)?;
+    let passkey_json =
+        passkeys::passkey_to_json(&passkey).map_err(|e| AppError::Internal(e.into()))?;
     let rec = state
         .store
-        .add_passkey(&principal.user.id, passkey.cred_id().as_ref(), &ctx.name, &passkey_json, 0, now_ms())
+        .add_passkey(
+            &principal.user.id,
+            passkey.cred_id().as_ref(),
+            &ctx.name,
+            &passkey_json,
+            0,
+            now_ms(),
+        )
         .await?;
     state.store.clear_must_add_passkey(&principal.user.id).await?;
-    audit_account(state, meta, &principal.user.id, "passkey.add", Some(("passkey", rec.id.to_string())), serde_json::json!({ "name": rec.name })).await?;
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "passkey.add",
+        Some(("passkey", rec.id.to_string())),
+        serde_json::json!({ "name": rec.name }),
+    )
+    .await?;
     Ok(passkey_info(&rec))
 }
 
 pub fn passkey_info(p: &domain::store::PasskeyRecord) -> sdk::PasskeyInfo {
-    sdk::PasskeyInfo { id: p.id.to_string(), name: p.name.clone(), created_at: p.created_at, last_used_at: p.last_used_at }
+    sdk::PasskeyInfo {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        created_at: p.created_at,
+        last_used_at: p.last_used_at,
+    }
 }
 
 pub async fn passkey_rename(
@@ -417,16 +518,40 @@ pub async fn passkey_rename(
     let id = domain::ids::PasskeyId::parse(id).map_err(|_| AppError::NotFound)?;
     let name = passkey_name(name)?;
     state.store.rename_passkey(&principal.user.id, &id, &name).await?;
-    audit_account(state, meta, &principal.user.id, "passkey.rename", Some(("passkey", id.to_string())), serde_json::json!({ "name": name })).await
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "passkey.rename",
+        Some(("passkey", id.to_string())),
+        serde_json::json!({ "name": name }),
+    )
+    .await
 }
 
-pub async fn passkey_delete(state: &AppState, meta: &RequestMeta, principal: &Principal, id: &str) -> Result<(), AppError> {
+pub async fn passkey_delete(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), AppError> {
     let id = domain::ids::PasskeyId::parse(id).map_err(|_| AppError::NotFound)?;
     state.store.delete_passkey(&principal.user.id, &id).await?;
-    audit_account(state, meta, &principal.user.id, "passkey.remove", Some(("passkey", id.to_string())), serde_json::json!({})).await
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "passkey.remove",
+        Some(("passkey", id.to_string())),
+        serde_json::json!({}),
+    )
+    .await
 }
 
-pub async fn sessions(state: &AppState, principal: &Principal) -> Result<Vec<sdk::BrowserSessionInfo>, AppError> {
+pub async fn sessions(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<sdk::BrowserSessionInfo>, AppError> {
     let current = principal.session_id();
     Ok(state
         .store
@@ -444,14 +569,36 @@ pub async fn sessions(state: &AppState, principal: &Principal) -> Result<Vec<sdk
         .collect())
 }
 
-pub async fn session_revoke(state: &AppState, meta: &RequestMeta, principal: &Principal, id: &str) -> Result<(), AppError> {
+pub async fn session_revoke(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), AppError> {
     let id = domain::ids::BrowserSessionId::parse(id).map_err(|_| AppError::NotFound)?;
     state.store.revoke_browser_session(&principal.user.id, &id, now_ms()).await?;
-    audit_account(state, meta, &principal.user.id, "session.revoke", Some(("browser_session", id.to_string())), serde_json::json!({})).await
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "session.revoke",
+        Some(("browser_session", id.to_string())),
+        serde_json::json!({}),
+    )
+    .await
 }
 
-pub async fn tokens(state: &AppState, principal: &Principal) -> Result<Vec<sdk::TokenInfo>, AppError> {
-    Ok(state.store.list_api_tokens(&principal.user.id, now_ms()).await?.iter().map(token_info).collect())
+pub async fn tokens(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<sdk::TokenInfo>, AppError> {
+    Ok(state
+        .store
+        .list_api_tokens(&principal.user.id, now_ms())
+        .await?
+        .iter()
+        .map(token_info)
+        .collect())
 }
 
 fn token_info(t: &domain::store::ApiToken) -> sdk::TokenInfo {
@@ -472,33 +619,78 @@ pub async fn token_create(
 ) -> Result<sdk::CreatedToken, AppError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "name: must be 1 to 60 characters, no control characters"));
+        return Err(AppError::invalid(
+            "name",
+            "name: must be 1 to 60 characters, no control characters",
+        ));
     }
     let days = req.expires_in_days.unwrap_or(30);
     if !(1..=366).contains(&days) {
-        return Err(AppError::invalid("expires_in_days", "expires_in_days: must be between 1 and 366"));
+        return Err(AppError::invalid(
+            "expires_in_days",
+            "expires_in_days: must be between 1 and 366",
+        ));
     }
     let (secret, hash) = secrets::generate(SecretKind::ApiToken);
     let now = now_ms();
     let t = state
         .store
-        .create_api_token(&principal.user.id, name, &hash, now, Some(now + i64::from(days) * 86_400_000))
+        .create_api_token(
+            &principal.user.id,
+            name,
+            &hash,
+            now,
+            Some(now + i64::from(days) * 86_400_000),
+        )
         .await?;
-    audit_account(state, meta, &principal.user.id, "token.create", Some(("api_token", t.id.to_string())), serde_json::json!({ "name": t.name, "expires_in_days": days })).await?;
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "token.create",
+        Some(("api_token", t.id.to_string())),
+        serde_json::json!({ "name": t.name, "expires_in_days": days }),
+    )
+    .await?;
     Ok(sdk::CreatedToken { token: token_info(&t), secret })
 }
 
-pub async fn token_revoke(state: &AppState, meta: &RequestMeta, principal: &Principal, id: &str) -> Result<(), AppError> {
+pub async fn token_revoke(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), AppError> {
     let id = domain::ids::ApiTokenId::parse(id).map_err(|_| AppError::NotFound)?;
     state.store.revoke_api_token(&principal.user.id, &id, now_ms()).await?;
-    audit_account(state, meta, &principal.user.id, "token.revoke", Some(("api_token", id.to_string())), serde_json::json!({})).await
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "token.revoke",
+        Some(("api_token", id.to_string())),
+        serde_json::json!({}),
+    )
+    .await
 }
 
-pub async fn recovery_regenerate(state: &AppState, meta: &RequestMeta, principal: &Principal) -> Result<sdk::RecoveryCodes, AppError> {
+pub async fn recovery_regenerate(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+) -> Result<sdk::RecoveryCodes, AppError> {
     let codes = secrets::recovery_codes();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|(_, h)| h.clone()).collect();
     state.store.replace_recovery_codes(&principal.user.id, &hashes, now_ms()).await?;
-    audit_account(state, meta, &principal.user.id, "recovery_codes.regenerate", None, serde_json::json!({ "count": hashes.len() })).await?;
+    audit_account(
+        state,
+        meta,
+        &principal.user.id,
+        "recovery_codes.regenerate",
+        None,
+        serde_json::json!({ "count": hashes.len() }),
+    )
+    .await?;
     Ok(sdk::RecoveryCodes { codes: codes.into_iter().map(|(c, _)| c).collect() })
 }
 
@@ -516,5 +708,9 @@ pub async fn me(state: &AppState, principal: &Principal) -> Result<sdk::Me, AppE
             role: w.role.as_str().to_string(),
         })
         .collect();
-    Ok(sdk::Me { user: user_info(&principal.user), workspaces, must_add_passkey: principal.must_add_passkey() })
+    Ok(sdk::Me {
+        user: user_info(&principal.user),
+        workspaces,
+        must_add_passkey: principal.must_add_passkey(),
+    })
 }

@@ -214,14 +214,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => open_store(&load_config(&cli)?).await?,
             };
             store.migrate().await.context("applying migrations")?;
-            let out = burstflare_api::bootstrap::run(
-                &store,
-                email,
-                name.as_deref(),
-                *force,
-                *token_days,
-            )
-            .await?;
+            let out =
+                burstflare_api::bootstrap::run(&store, email, name.as_deref(), *force, *token_days)
+                    .await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&out)?),
                 Output::Text => {

@@ -1,15 +1,649 @@
-//! HTML pages: thin handlers that call the same operations as the JSON API and render
-//! `web::pages`.
+//! HTML pages: thin handlers that call the same operations as the JSON API (`identity`,
+//! `workspaces`) and render `web::pages`. Forms post here (CSRF-checked by `auth::csrf_guard`),
+//! results come back as a redirect with a flash message, except secrets shown once, which are
+//! rendered directly.
 
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use domain::policy::{self, Permission};
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::routes::{Access, RouteDef, WorkspaceCtx};
+use crate::v1::Meta;
+use crate::{AppError, AppState, health, identity, workspaces};
+
+const FLASH_COOKIE: &str = "bf_flash";
 
 pub fn not_found_page() -> Response {
-    (StatusCode::NOT_FOUND, Html(web::pages::error_page(404, "This page does not exist.").into_string()))
+    (
+        StatusCode::NOT_FOUND,
+        Html(web::pages::error_page(404, "This page does not exist.").into_string()),
+    )
         .into_response()
 }
 
+/// Everything the layout needs about the caller.
+struct Viewer {
+    me: Option<sdk::Me>,
+    csrf: Option<String>,
+    flash: Option<(web::FlashKind, String)>,
+}
+
+impl Viewer {
+    async fn load(
+        state: &AppState,
+        principal: Option<&Principal>,
+        headers: &HeaderMap,
+    ) -> Result<Self, AppError> {
+        let me = match principal {
+            Some(p) => Some(identity::me(state, p).await?),
+            None => None,
+        };
+        let flash = crate::auth::cookie(headers, FLASH_COOKIE).and_then(|raw| {
+            let decoded: String = url::form_urlencoded::parse(format!("f={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())?;
+            let (kind, msg) = decoded.split_once(':')?;
+            let kind = if kind == "ok" { web::FlashKind::Success } else { web::FlashKind::Error };
+            Some((kind, msg.chars().take(300).collect()))
+        });
+        Ok(Self { me, csrf: principal.and_then(|p| p.csrf().map(str::to_string)), flash })
+    }
+
+    fn ctx<'a>(&'a self, state: &'a AppState, current: Option<&'a str>) -> web::PageContext<'a> {
+        let workspaces = self.me.as_ref().map(|m| m.workspaces.as_slice()).unwrap_or(&[]);
+        web::PageContext {
+            user: self.me.as_ref().map(|m| &m.user),
+            workspaces,
+            current_workspace: current.and_then(|slug| workspaces.iter().find(|w| w.slug == slug)),
+            csrf: self.csrf.as_deref(),
+            flash: self.flash.as_ref().map(|(kind, message)| web::Flash { kind: *kind, message }),
+            bot_check_site_key: state.bot_check.site_key(),
+            must_add_passkey: self.me.as_ref().is_some_and(|m| m.must_add_passkey),
+        }
+    }
+}
+
+/// A page; clears the flash cookie it may have displayed.
+fn page(status: StatusCode, markup: maud::Markup, had_flash: bool) -> Response {
+    let mut resp = (status, Html(markup.into_string())).into_response();
+    if had_flash {
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("bf_flash=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        );
+    }
+    resp
+}
+
+/// Redirect after a form post, with a flash message for the next page.
+fn done(to: &str, ok: bool, message: &str) -> Response {
+    let value: String = url::form_urlencoded::byte_serialize(
+        format!("{}:{message}", if ok { "ok" } else { "err" }).as_bytes(),
+    )
+    .collect();
+    let mut resp = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{FLASH_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+    )) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// A failed form post: back to `to` with the error, or the 404 page.
+fn failed(to: &str, e: AppError) -> Response {
+    match e {
+        AppError::NotFound => not_found_page(),
+        AppError::Internal(_) => e.into_response(),
+        other => {
+            let (_, body) = other.status_and_body();
+            done(to, false, &body.message)
+        }
+    }
+}
+
+fn render_error(e: AppError) -> Response {
+    match e {
+        AppError::NotFound => not_found_page(),
+        other => other.into_response(),
+    }
+}
+
+async fn home(
+    State(s): State<AppState>,
+    p: Option<Extension<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    let v = match Viewer::load(&s, p.as_deref(), &headers).await {
+        Ok(v) => v,
+        Err(e) => return render_error(e),
+    };
+    let report = health::check_all(&s).await;
+    page(
+        StatusCode::OK,
+        web::pages::home_with(&v.ctx(&s, None), &crate::http::version(), &report),
+        v.flash.is_some(),
+    )
+}
+
+#[derive(Deserialize)]
+struct ReturnTo {
+    return_to: Option<String>,
+}
+
+async fn signup_page(
+    State(s): State<AppState>,
+    p: Option<Extension<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    match Viewer::load(&s, p.as_deref(), &headers).await {
+        Ok(v) => page(StatusCode::OK, web::pages::signup(&v.ctx(&s, None)), v.flash.is_some()),
+        Err(e) => render_error(e),
+    }
+}
+
+async fn signin_page(
+    State(s): State<AppState>,
+    p: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Query(q): Query<ReturnTo>,
+) -> Response {
+    match Viewer::load(&s, p.as_deref(), &headers).await {
+        Ok(v) => page(
+            StatusCode::OK,
+            web::pages::signin(
+                &v.ctx(&s, None),
+                q.return_to.as_deref().and_then(web::safe_return_to),
+            ),
+            v.flash.is_some(),
+        ),
+        Err(e) => render_error(e),
+    }
+}
+
+/// The passkey forms post here only when JavaScript is off.
+async fn needs_js(uri: axum::http::Uri) -> Response {
+    done(uri.path(), false, "Passkeys need JavaScript: enable it for this site and try again.")
+}
+
+async fn recover_page(
+    State(s): State<AppState>,
+    p: Option<Extension<Principal>>,
+    headers: HeaderMap,
+) -> Response {
+    match Viewer::load(&s, p.as_deref(), &headers).await {
+        Ok(v) => {
+            page(StatusCode::OK, web::pages::recover(&v.ctx(&s, None), None), v.flash.is_some())
+        }
+        Err(e) => render_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RecoverForm {
+    email: String,
+    code: String,
+}
+
+async fn recover_post(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Form(f): Form<RecoverForm>,
+) -> Response {
+    let req = sdk::RecoverRequest { email: f.email, code: f.code };
+    match identity::recover(&s, &m, &req).await {
+        Ok((_, cookie)) => {
+            let mut resp = done(
+                "/account#passkeys",
+                true,
+                "Signed in with a recovery code. Add a passkey now.",
+            );
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+            resp
+        }
+        Err(AppError::Internal(e)) => AppError::Internal(e).into_response(),
+        Err(e) => {
+            let (status, body) = e.status_and_body();
+            let v = Viewer { me: None, csrf: None, flash: None };
+            page(status, web::pages::recover(&v.ctx(&s, None), Some(&body.message)), false)
+        }
+    }
+}
+
+async fn signout_post(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    if let Err(e) = identity::signout(&s, &m, &p).await {
+        return failed("/", e);
+    }
+    let mut resp = done("/", true, "Signed out.");
+    resp.headers_mut().append(header::SET_COOKIE, crate::auth::clear_session_cookie(&s));
+    resp
+}
+
+async fn account_page(
+    s: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    shown: Option<web::pages::ShownOnce<'_>>,
+) -> Result<Response, AppError> {
+    let v = Viewer::load(s, Some(p), headers).await?;
+    let passkeys: Vec<sdk::PasskeyInfo> =
+        s.store.passkeys_for_user(&p.user.id).await?.iter().map(identity::passkey_info).collect();
+    let sessions = identity::sessions(s, p).await?;
+    let tokens = identity::tokens(s, p).await?;
+    let unused = s.store.count_unused_recovery_codes(&p.user.id).await?;
+    let markup = web::pages::account(&v.ctx(s, None), &passkeys, &sessions, &tokens, unused, shown);
+    Ok(page(StatusCode::OK, markup, v.flash.is_some()))
+}
+
+async fn account(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    account_page(&s, &p, &headers, None).await.unwrap_or_else(render_error)
+}
+
+#[derive(Deserialize)]
+struct NameForm {
+    name: String,
+}
+
+async fn passkey_rename(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Form(f): Form<NameForm>,
+) -> Response {
+    match identity::passkey_rename(&s, &m, &p, &id, &f.name).await {
+        Ok(()) => done("/account#passkeys", true, "Passkey renamed."),
+        Err(e) => failed("/account#passkeys", e),
+    }
+}
+
+async fn passkey_delete(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match identity::passkey_delete(&s, &m, &p, &id).await {
+        Ok(()) => done("/account#passkeys", true, "Passkey removed."),
+        Err(e) => failed("/account#passkeys", e),
+    }
+}
+
+async fn session_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match identity::session_revoke(&s, &m, &p, &id).await {
+        Ok(()) => done("/account#sessions", true, "Session revoked: it is signed out now."),
+        Err(e) => failed("/account#sessions", e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    name: String,
+    expires_in_days: Option<String>,
+}
+
+async fn token_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    let days = match f.expires_in_days.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => match d.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return done("/account#tokens", false, "expires_in_days: must be between 1 and 366");
+            }
+        },
+        None => None,
+    };
+    let req = sdk::CreateToken { name: f.name, expires_in_days: days };
+    match identity::token_create(&s, &m, &p, &req).await {
+        Ok(created) => {
+            let shown =
+                web::pages::ShownOnce::Token { name: &created.token.name, secret: &created.secret };
+            account_page(&s, &p, &headers, Some(shown)).await.unwrap_or_else(render_error)
+        }
+        Err(e) => failed("/account#tokens", e),
+    }
+}
+
+async fn token_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match identity::token_revoke(&s, &m, &p, &id).await {
+        Ok(()) => done("/account#tokens", true, "Token revoked."),
+        Err(e) => failed("/account#tokens", e),
+    }
+}
+
+async fn recovery_regenerate(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    match identity::recovery_regenerate(&s, &m, &p).await {
+        Ok(codes) => {
+            account_page(&s, &p, &headers, Some(web::pages::ShownOnce::RecoveryCodes(&codes.codes)))
+                .await
+                .unwrap_or_else(render_error)
+        }
+        Err(e) => failed("/account#recovery", e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SwitchQuery {
+    ws: String,
+}
+
+async fn switch(Query(q): Query<SwitchQuery>) -> Response {
+    let slug: String = url::form_urlencoded::byte_serialize(q.ws.as_bytes()).collect();
+    Redirect::to(&format!("/w/{slug}/members")).into_response()
+}
+
+async fn new_workspace(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    match Viewer::load(&s, Some(&p), &headers).await {
+        Ok(v) => page(
+            StatusCode::OK,
+            web::pages::new_workspace(&v.ctx(&s, None), None),
+            v.flash.is_some(),
+        ),
+        Err(e) => render_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct WorkspaceForm {
+    name: String,
+    slug: String,
+}
+
+async fn workspace_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<WorkspaceForm>,
+) -> Response {
+    match workspaces::create(&s, &m, &p, &sdk::CreateWorkspace { name: f.name, slug: f.slug }).await
+    {
+        Ok(ws) => done(&format!("/w/{}/members", ws.slug), true, "Workspace created."),
+        Err(e) => failed("/workspaces/new", e),
+    }
+}
+
+async fn members_page(
+    s: &AppState,
+    p: &Principal,
+    c: &WorkspaceCtx,
+    headers: &HeaderMap,
+    link: Option<&str>,
+) -> Result<Response, AppError> {
+    let v = Viewer::load(s, Some(p), headers).await?;
+    let ws = workspaces::summary(&c.workspace, c.role);
+    let members = workspaces::members(s, c).await?;
+    let can_manage = policy::allows(c.role, Permission::ManageMembers);
+    let invites = if policy::allows(c.role, Permission::InviteMembers) {
+        workspaces::invites(s, c).await?
+    } else {
+        Vec::new()
+    };
+    let markup = web::pages::members(
+        &v.ctx(s, Some(ws.slug.as_str())),
+        &ws,
+        &members,
+        &invites,
+        can_manage,
+        link,
+    );
+    Ok(page(StatusCode::OK, markup, v.flash.is_some()))
+}
+
+async fn members(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+) -> Response {
+    members_page(&s, &p, &c, &headers, None).await.unwrap_or_else(render_error)
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    role: String,
+}
+
+fn members_url(c: &WorkspaceCtx) -> String {
+    format!("/w/{}/members", c.workspace.slug)
+}
+
+async fn member_role(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, user)): Path<(String, String)>,
+    Form(f): Form<RoleForm>,
+) -> Response {
+    match workspaces::set_role(&s, &m, &p, &c, &user, &f.role).await {
+        Ok(()) => done(&members_url(&c), true, "Role changed."),
+        Err(e) => failed(&members_url(&c), e),
+    }
+}
+
+async fn member_remove(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, user)): Path<(String, String)>,
+) -> Response {
+    match workspaces::remove(&s, &m, &p, &c, &user).await {
+        Ok(()) => done(&members_url(&c), true, "Member removed."),
+        Err(e) => failed(&members_url(&c), e),
+    }
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    email: String,
+    role: String,
+    expires_in_days: Option<String>,
+}
+
+async fn invite_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Form(f): Form<InviteForm>,
+) -> Response {
+    let days = f
+        .expires_in_days
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<u32>().unwrap_or(0));
+    let req = sdk::CreateInvite { email: f.email, role: f.role, expires_in_days: days };
+    match workspaces::invite(&s, &m, &p, &c, &req).await {
+        Ok(created) => members_page(&s, &p, &c, &headers, Some(&created.link))
+            .await
+            .unwrap_or_else(render_error),
+        Err(e) => failed(&members_url(&c), e),
+    }
+}
+
+async fn invite_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    match workspaces::invite_revoke(&s, &m, &p, &c, &id).await {
+        Ok(()) => done(&members_url(&c), true, "Invite revoked."),
+        Err(e) => failed(&members_url(&c), e),
+    }
+}
+
+async fn leave(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> Response {
+    match workspaces::leave(&s, &m, &p, &c).await {
+        Ok(()) => done("/", true, "You left the workspace."),
+        Err(e) => failed(&members_url(&c), e),
+    }
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Query(q): Query<crate::v1::AuditQuery>,
+) -> Response {
+    let result = async {
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let page_data = workspaces::audit_page(
+            &s,
+            &c,
+            q.action.as_deref(),
+            q.actor.as_deref(),
+            q.before.as_deref(),
+            q.limit,
+        )
+        .await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        let markup = web::pages::audit(
+            &v.ctx(&s, Some(ws.slug.as_str())),
+            &ws,
+            &page_data,
+            q.action.as_deref(),
+            q.actor.as_deref(),
+        );
+        Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+async fn invite_page(
+    State(s): State<AppState>,
+    p: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let result = async {
+        let preview = s
+            .store
+            .invite_preview(&domain::secrets::hash(&token), domain::store::now_ms())
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let v = Viewer::load(&s, p.as_deref(), &headers).await?;
+        let markup = web::pages::invite(
+            &v.ctx(&s, None),
+            &preview.workspace_name,
+            preview.role.as_str(),
+            &token,
+            p.is_some(),
+        );
+        Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+async fn invite_accept(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(token): Path<String>,
+) -> Response {
+    match workspaces::accept(&s, &m, &p, &token).await {
+        Ok(ws) => done(&format!("/w/{}/members", ws.slug), true, "Welcome to the workspace."),
+        Err(e) => failed("/", e),
+    }
+}
+
 /// Every page route with its access rule.
-pub fn routes() -> Vec<crate::routes::RouteDef> {
-    Vec::new()
+pub fn routes() -> Vec<RouteDef> {
+    use Access::{Public, User, Workspace};
+    use Method as M;
+    use Permission as P;
+    vec![
+        RouteDef::new(M::GET, "/", Public, get(home)),
+        RouteDef::new(M::GET, "/signup", Public, get(signup_page)),
+        RouteDef::new(M::POST, "/signup", Public, post(needs_js)),
+        RouteDef::new(M::GET, "/signin", Public, get(signin_page)),
+        RouteDef::new(M::POST, "/signin", Public, post(needs_js)),
+        RouteDef::new(M::GET, "/recover", Public, get(recover_page)),
+        RouteDef::new(M::POST, "/recover", Public, post(recover_post)),
+        RouteDef::new(M::GET, "/invite/{token}", Public, get(invite_page)),
+        RouteDef::new(M::POST, "/invite/{token}/accept", User, post(invite_accept)),
+        RouteDef::new(M::POST, "/signout", User, post(signout_post)).before_passkey(),
+        RouteDef::new(M::GET, "/account", User, get(account)).before_passkey(),
+        RouteDef::new(M::POST, "/account/passkeys", User, post(needs_js)).before_passkey(),
+        RouteDef::new(M::POST, "/account/passkeys/{id}/rename", User, post(passkey_rename)),
+        RouteDef::new(M::POST, "/account/passkeys/{id}/delete", User, post(passkey_delete)),
+        RouteDef::new(M::POST, "/account/sessions/{id}/revoke", User, post(session_revoke)),
+        RouteDef::new(M::POST, "/account/tokens", User, post(token_create)),
+        RouteDef::new(M::POST, "/account/tokens/{id}/revoke", User, post(token_revoke)),
+        RouteDef::new(M::POST, "/account/recovery-codes", User, post(recovery_regenerate)),
+        RouteDef::new(M::GET, "/switch", User, get(switch)),
+        RouteDef::new(M::GET, "/workspaces/new", User, get(new_workspace)),
+        RouteDef::new(M::POST, "/workspaces", User, post(workspace_create)),
+        RouteDef::new(M::GET, "/w/{ws}/members", Workspace(P::ViewMembers), get(members)),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/members/{user}/role",
+            Workspace(P::ManageMembers),
+            post(member_role),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/members/{user}/remove",
+            Workspace(P::ManageMembers),
+            post(member_remove),
+        ),
+        RouteDef::new(M::POST, "/w/{ws}/invites", Workspace(P::InviteMembers), post(invite_create)),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/invites/{id}/revoke",
+            Workspace(P::InviteMembers),
+            post(invite_revoke),
+        ),
+        RouteDef::new(M::POST, "/w/{ws}/leave", Workspace(P::ViewWorkspace), post(leave)),
+        RouteDef::new(M::GET, "/w/{ws}/audit", Workspace(P::ViewAudit), get(audit)),
+    ]
 }

@@ -44,7 +44,12 @@ pub struct RouteDef {
 }
 
 impl RouteDef {
-    pub fn new(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Self {
+    pub fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: MethodRouter<AppState>,
+    ) -> Self {
         let kind = if path.starts_with("/api/") { Kind::Api } else { Kind::Page };
         Self { method, path, access, kind, before_passkey: false, handler }
     }
@@ -73,11 +78,11 @@ struct Guard {
 pub fn mount(state: &AppState, defs: Vec<RouteDef>) -> axum::Router<AppState> {
     let mut router = axum::Router::new();
     for def in defs {
-        let guard = Guard { access: def.access, kind: def.kind, before_passkey: def.before_passkey };
-        let layered = def.handler.route_layer(axum::middleware::from_fn_with_state(
-            (state.clone(), guard),
-            guard_fn,
-        ));
+        let guard =
+            Guard { access: def.access, kind: def.kind, before_passkey: def.before_passkey };
+        let layered = def
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state((state.clone(), guard), guard_fn));
         router = router.route(def.path, layered);
     }
     router
@@ -114,13 +119,19 @@ async fn guard_fn(
         return next.run(req).await;
     }
     let Some(principal) = principal else {
-        return deny(guard.kind, AppError::Unauthenticated("sign in first (passkey or API token)"), &uri);
+        return deny(
+            guard.kind,
+            AppError::Unauthenticated("sign in first (passkey or API token)"),
+            &uri,
+        );
     };
     if principal.must_add_passkey() && !guard.before_passkey {
         return match guard.kind {
             Kind::Page => Redirect::to("/account#passkeys").into_response(),
-            Kind::Api => AppError::Forbidden("add a passkey first: you signed in with a recovery code")
-                .into_response(),
+            Kind::Api => {
+                AppError::Forbidden("add a passkey first: you signed in with a recovery code")
+                    .into_response()
+            }
         };
     }
     if let Access::Workspace(permission) = guard.access {
@@ -158,6 +169,10 @@ async fn workspace_for(
     let slug = params.get("ws").ok_or(AppError::NotFound)?;
     let slug = Slug::parse(slug).map_err(|_| AppError::NotFound)?;
     let workspace = state.store.workspace_by_slug(&slug).await?.ok_or(AppError::NotFound)?;
-    let role = state.store.membership(&workspace.id, &principal.user.id).await?.ok_or(AppError::NotFound)?;
+    let role = state
+        .store
+        .membership(&workspace.id, &principal.user.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok(WorkspaceCtx { workspace, role })
 }

@@ -49,7 +49,16 @@ impl AppState {
         let passkeys = domain::passkeys::RelyingParty::new(&config.public_url)?;
         let bot_check = domain::botcheck::from_config(&config.turnstile);
         Ok(Self {
-            inner: Arc::new(Inner { config, store, blob, temporal, docker, http, passkeys, bot_check }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                blob,
+                temporal,
+                docker,
+                http,
+                passkeys,
+                bot_check,
+            }),
         })
     }
 }

@@ -20,7 +20,10 @@ pub struct Meta(pub RequestMeta);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Meta {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Meta(RequestMeta::from_parts(&parts.headers, &parts.extensions)))
     }
 }
@@ -44,30 +47,54 @@ fn with_cookie<T: serde::Serialize>(cookie: axum::http::HeaderValue, body: T) ->
     (headers, Json(body)).into_response()
 }
 
-async fn signup_start(State(s): State<AppState>, Meta(m): Meta, Body(b): Body<sdk::SignupStart>) -> ApiResult<sdk::CeremonyChallenge> {
+async fn signup_start(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::SignupStart>,
+) -> ApiResult<sdk::CeremonyChallenge> {
     Ok(Json(identity::signup_start(&s, &m, &b).await?))
 }
 
-async fn signup_finish(State(s): State<AppState>, Meta(m): Meta, Body(b): Body<sdk::CeremonyFinish>) -> Result<Response, AppError> {
+async fn signup_finish(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::CeremonyFinish>,
+) -> Result<Response, AppError> {
     let (done, cookie) = identity::signup_finish(&s, &m, &b).await?;
     Ok(with_cookie(cookie, done))
 }
 
-async fn signin_start(State(s): State<AppState>, Meta(m): Meta, Body(b): Body<sdk::SigninStart>) -> ApiResult<sdk::CeremonyChallenge> {
+async fn signin_start(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::SigninStart>,
+) -> ApiResult<sdk::CeremonyChallenge> {
     Ok(Json(identity::signin_start(&s, &m, &b).await?))
 }
 
-async fn signin_finish(State(s): State<AppState>, Meta(m): Meta, Body(b): Body<sdk::CeremonyFinish>) -> Result<Response, AppError> {
+async fn signin_finish(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::CeremonyFinish>,
+) -> Result<Response, AppError> {
     let (user, cookie) = identity::signin_finish(&s, &m, &b).await?;
     Ok(with_cookie(cookie, user))
 }
 
-async fn recover(State(s): State<AppState>, Meta(m): Meta, Body(b): Body<sdk::RecoverRequest>) -> Result<Response, AppError> {
+async fn recover(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::RecoverRequest>,
+) -> Result<Response, AppError> {
     let (user, cookie) = identity::recover(&s, &m, &b).await?;
     Ok(with_cookie(cookie, user))
 }
 
-async fn signout(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>) -> Result<Response, AppError> {
+async fn signout(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, AppError> {
     identity::signout(&s, &m, &p).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, crate::auth::clear_session_cookie(&s));
@@ -78,59 +105,117 @@ async fn me(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Ap
     Ok(Json(identity::me(&s, &p).await?))
 }
 
-async fn passkeys(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Vec<sdk::PasskeyInfo>> {
-    Ok(Json(s.store.passkeys_for_user(&p.user.id).await?.iter().map(identity::passkey_info).collect()))
+async fn passkeys(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<sdk::PasskeyInfo>> {
+    Ok(Json(
+        s.store.passkeys_for_user(&p.user.id).await?.iter().map(identity::passkey_info).collect(),
+    ))
 }
 
-async fn passkey_start(State(s): State<AppState>, Extension(p): Extension<Principal>, Body(b): Body<sdk::PasskeyName>) -> ApiResult<sdk::CeremonyChallenge> {
+async fn passkey_start(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(b): Body<sdk::PasskeyName>,
+) -> ApiResult<sdk::CeremonyChallenge> {
     Ok(Json(identity::passkey_add_start(&s, &p, &b).await?))
 }
 
-async fn passkey_finish(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Body(b): Body<sdk::CeremonyFinish>) -> ApiResult<sdk::PasskeyInfo> {
+async fn passkey_finish(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Body(b): Body<sdk::CeremonyFinish>,
+) -> ApiResult<sdk::PasskeyInfo> {
     Ok(Json(identity::passkey_add_finish(&s, &m, &p, &b).await?))
 }
 
-async fn passkey_rename(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Path(id): Path<String>, Body(b): Body<sdk::PasskeyName>) -> Result<StatusCode, AppError> {
+async fn passkey_rename(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(b): Body<sdk::PasskeyName>,
+) -> Result<StatusCode, AppError> {
     identity::passkey_rename(&s, &m, &p, &id, &b.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn passkey_delete(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+async fn passkey_delete(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     identity::passkey_delete(&s, &m, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn sessions(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Vec<sdk::BrowserSessionInfo>> {
+async fn sessions(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<sdk::BrowserSessionInfo>> {
     Ok(Json(identity::sessions(&s, &p).await?))
 }
 
-async fn session_revoke(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+async fn session_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     identity::session_revoke(&s, &m, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn tokens(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Vec<sdk::TokenInfo>> {
+async fn tokens(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<sdk::TokenInfo>> {
     Ok(Json(identity::tokens(&s, &p).await?))
 }
 
-async fn token_create(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Body(b): Body<sdk::CreateToken>) -> Result<(StatusCode, Json<sdk::CreatedToken>), AppError> {
+async fn token_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Body(b): Body<sdk::CreateToken>,
+) -> Result<(StatusCode, Json<sdk::CreatedToken>), AppError> {
     Ok((StatusCode::CREATED, Json(identity::token_create(&s, &m, &p, &b).await?)))
 }
 
-async fn token_revoke(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+async fn token_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
     identity::token_revoke(&s, &m, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn recovery_codes(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>) -> ApiResult<sdk::RecoveryCodes> {
+async fn recovery_codes(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<sdk::RecoveryCodes> {
     Ok(Json(identity::recovery_regenerate(&s, &m, &p).await?))
 }
 
-async fn workspaces_list(State(s): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult<Vec<sdk::WorkspaceSummary>> {
+async fn workspaces_list(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<sdk::WorkspaceSummary>> {
     Ok(Json(identity::me(&s, &p).await?.workspaces))
 }
 
-async fn workspace_create(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Body(b): Body<sdk::CreateWorkspace>) -> Result<(StatusCode, Json<sdk::WorkspaceSummary>), AppError> {
+async fn workspace_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Body(b): Body<sdk::CreateWorkspace>,
+) -> Result<(StatusCode, Json<sdk::WorkspaceSummary>), AppError> {
     Ok((StatusCode::CREATED, Json(workspaces::create(&s, &m, &p, &b).await?)))
 }
 
@@ -138,39 +223,80 @@ async fn workspace_get(Extension(c): Extension<WorkspaceCtx>) -> Json<sdk::Works
     Json(workspaces::summary(&c.workspace, c.role))
 }
 
-async fn members(State(s): State<AppState>, Extension(c): Extension<WorkspaceCtx>) -> ApiResult<Vec<sdk::MemberInfo>> {
+async fn members(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<Vec<sdk::MemberInfo>> {
     Ok(Json(workspaces::members(&s, &c).await?))
 }
 
-async fn member_role(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Extension(c): Extension<WorkspaceCtx>, Path((_, user)): Path<(String, String)>, Body(b): Body<sdk::SetRole>) -> Result<StatusCode, AppError> {
+async fn member_role(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, user)): Path<(String, String)>,
+    Body(b): Body<sdk::SetRole>,
+) -> Result<StatusCode, AppError> {
     workspaces::set_role(&s, &m, &p, &c, &user, &b.role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn member_remove(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Extension(c): Extension<WorkspaceCtx>, Path((_, user)): Path<(String, String)>) -> Result<StatusCode, AppError> {
+async fn member_remove(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, user)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
     workspaces::remove(&s, &m, &p, &c, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn leave(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Extension(c): Extension<WorkspaceCtx>) -> Result<StatusCode, AppError> {
+async fn leave(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> Result<StatusCode, AppError> {
     workspaces::leave(&s, &m, &p, &c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn invites(State(s): State<AppState>, Extension(c): Extension<WorkspaceCtx>) -> ApiResult<Vec<sdk::InviteInfo>> {
+async fn invites(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<Vec<sdk::InviteInfo>> {
     Ok(Json(workspaces::invites(&s, &c).await?))
 }
 
-async fn invite_create(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Extension(c): Extension<WorkspaceCtx>, Body(b): Body<sdk::CreateInvite>) -> Result<(StatusCode, Json<sdk::CreatedInvite>), AppError> {
+async fn invite_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Body(b): Body<sdk::CreateInvite>,
+) -> Result<(StatusCode, Json<sdk::CreatedInvite>), AppError> {
     Ok((StatusCode::CREATED, Json(workspaces::invite(&s, &m, &p, &c, &b).await?)))
 }
 
-async fn invite_revoke(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Extension(c): Extension<WorkspaceCtx>, Path((_, id)): Path<(String, String)>) -> Result<StatusCode, AppError> {
+async fn invite_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
     workspaces::invite_revoke(&s, &m, &p, &c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn invite_accept(State(s): State<AppState>, Meta(m): Meta, Extension(p): Extension<Principal>, Body(b): Body<sdk::AcceptInvite>) -> ApiResult<sdk::WorkspaceSummary> {
+async fn invite_accept(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Body(b): Body<sdk::AcceptInvite>,
+) -> ApiResult<sdk::WorkspaceSummary> {
     Ok(Json(workspaces::accept(&s, &m, &p, &b.token).await?))
 }
 
@@ -182,8 +308,22 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-async fn audit(State(s): State<AppState>, Extension(c): Extension<WorkspaceCtx>, Query(q): Query<AuditQuery>) -> ApiResult<sdk::AuditPage> {
-    Ok(Json(workspaces::audit_page(&s, &c, q.action.as_deref(), q.actor.as_deref(), q.before.as_deref(), q.limit).await?))
+async fn audit(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<sdk::AuditPage> {
+    Ok(Json(
+        workspaces::audit_page(
+            &s,
+            &c,
+            q.action.as_deref(),
+            q.actor.as_deref(),
+            q.before.as_deref(),
+            q.limit,
+        )
+        .await?,
+    ))
 }
 
 /// Every `/api/v1` route with its access rule.
@@ -200,8 +340,10 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::POST, "/api/v1/auth/signout", User, post(signout)).before_passkey(),
         RouteDef::new(M::GET, "/api/v1/me", User, get(me)).before_passkey(),
         RouteDef::new(M::GET, "/api/v1/me/passkeys", User, get(passkeys)).before_passkey(),
-        RouteDef::new(M::POST, "/api/v1/me/passkeys/start", User, post(passkey_start)).before_passkey(),
-        RouteDef::new(M::POST, "/api/v1/me/passkeys/finish", User, post(passkey_finish)).before_passkey(),
+        RouteDef::new(M::POST, "/api/v1/me/passkeys/start", User, post(passkey_start))
+            .before_passkey(),
+        RouteDef::new(M::POST, "/api/v1/me/passkeys/finish", User, post(passkey_finish))
+            .before_passkey(),
         RouteDef::new(M::PATCH, "/api/v1/me/passkeys/{id}", User, patch(passkey_rename)),
         RouteDef::new(M::DELETE, "/api/v1/me/passkeys/{id}", User, delete(passkey_delete)),
         RouteDef::new(M::GET, "/api/v1/me/sessions", User, get(sessions)),
@@ -213,14 +355,54 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::GET, "/api/v1/workspaces", User, get(workspaces_list)),
         RouteDef::new(M::POST, "/api/v1/workspaces", User, post(workspace_create)),
         RouteDef::new(M::POST, "/api/v1/invites/accept", User, post(invite_accept)),
-        RouteDef::new(M::GET, "/api/v1/workspaces/{ws}", Workspace(P::ViewWorkspace), get(workspace_get)),
-        RouteDef::new(M::GET, "/api/v1/workspaces/{ws}/members", Workspace(P::ViewMembers), get(members)),
-        RouteDef::new(M::PATCH, "/api/v1/workspaces/{ws}/members/{user}", Workspace(P::ManageMembers), patch(member_role)),
-        RouteDef::new(M::DELETE, "/api/v1/workspaces/{ws}/members/{user}", Workspace(P::ManageMembers), delete(member_remove)),
-        RouteDef::new(M::POST, "/api/v1/workspaces/{ws}/leave", Workspace(P::ViewWorkspace), post(leave)),
-        RouteDef::new(M::GET, "/api/v1/workspaces/{ws}/invites", Workspace(P::InviteMembers), get(invites)),
-        RouteDef::new(M::POST, "/api/v1/workspaces/{ws}/invites", Workspace(P::InviteMembers), post(invite_create)),
-        RouteDef::new(M::DELETE, "/api/v1/workspaces/{ws}/invites/{id}", Workspace(P::InviteMembers), delete(invite_revoke)),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}",
+            Workspace(P::ViewWorkspace),
+            get(workspace_get),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/members",
+            Workspace(P::ViewMembers),
+            get(members),
+        ),
+        RouteDef::new(
+            M::PATCH,
+            "/api/v1/workspaces/{ws}/members/{user}",
+            Workspace(P::ManageMembers),
+            patch(member_role),
+        ),
+        RouteDef::new(
+            M::DELETE,
+            "/api/v1/workspaces/{ws}/members/{user}",
+            Workspace(P::ManageMembers),
+            delete(member_remove),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/leave",
+            Workspace(P::ViewWorkspace),
+            post(leave),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/invites",
+            Workspace(P::InviteMembers),
+            get(invites),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/invites",
+            Workspace(P::InviteMembers),
+            post(invite_create),
+        ),
+        RouteDef::new(
+            M::DELETE,
+            "/api/v1/workspaces/{ws}/invites/{id}",
+            Workspace(P::InviteMembers),
+            delete(invite_revoke),
+        ),
         RouteDef::new(M::GET, "/api/v1/workspaces/{ws}/audit", Workspace(P::ViewAudit), get(audit)),
     ]
 }

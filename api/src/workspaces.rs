@@ -22,7 +22,8 @@ pub fn summary(ws: &domain::store::Workspace, role: Role) -> sdk::WorkspaceSumma
 }
 
 fn parse_role(raw: &str) -> Result<Role, AppError> {
-    Role::parse(raw).map_err(|_| AppError::invalid("role", "role: must be owner, admin, member or viewer"))
+    Role::parse(raw)
+        .map_err(|_| AppError::invalid("role", "role: must be owner, admin, member or viewer"))
 }
 
 async fn audit(
@@ -34,7 +35,12 @@ async fn audit(
     target: (&str, String),
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
-    let e = meta.audit(action).actor(&principal.user.id).workspace(&ws.id).target(target.0, target.1).detail(detail);
+    let e = meta
+        .audit(action)
+        .actor(&principal.user.id)
+        .workspace(&ws.id)
+        .target(target.0, target.1)
+        .detail(detail);
     state.store.append_audit(&e).await?;
     Ok(())
 }
@@ -45,14 +51,27 @@ pub async fn create(
     principal: &Principal,
     req: &sdk::CreateWorkspace,
 ) -> Result<sdk::WorkspaceSummary, AppError> {
-    let name = DisplayName::parse(&req.name).map_err(|e| AppError::invalid("name", e.to_string().replace("display_name", "name")))?;
+    let name = DisplayName::parse(&req.name)
+        .map_err(|e| AppError::invalid("name", e.to_string().replace("display_name", "name")))?;
     let slug = Slug::parse(&req.slug)?;
     let ws = state.store.create_workspace(&principal.user.id, &name, &slug, now_ms()).await?;
-    audit(state, meta, principal, &ws, "workspace.create", ("workspace", ws.id.to_string()), serde_json::json!({ "slug": ws.slug.to_string() })).await?;
+    audit(
+        state,
+        meta,
+        principal,
+        &ws,
+        "workspace.create",
+        ("workspace", ws.id.to_string()),
+        serde_json::json!({ "slug": ws.slug.to_string() }),
+    )
+    .await?;
     Ok(summary(&ws, Role::Owner))
 }
 
-pub async fn members(state: &AppState, ctx: &WorkspaceCtx) -> Result<Vec<sdk::MemberInfo>, AppError> {
+pub async fn members(
+    state: &AppState,
+    ctx: &WorkspaceCtx,
+) -> Result<Vec<sdk::MemberInfo>, AppError> {
     Ok(state
         .store
         .members(&ctx.workspace.id)
@@ -66,7 +85,11 @@ pub async fn members(state: &AppState, ctx: &WorkspaceCtx) -> Result<Vec<sdk::Me
         .collect())
 }
 
-async fn member_role(state: &AppState, ctx: &WorkspaceCtx, user: &UserId) -> Result<Role, AppError> {
+async fn member_role(
+    state: &AppState,
+    ctx: &WorkspaceCtx,
+    user: &UserId,
+) -> Result<Role, AppError> {
     state.store.membership(&ctx.workspace.id, user).await?.ok_or(AppError::NotFound)
 }
 
@@ -85,7 +108,16 @@ pub async fn set_role(
         return Err(AppError::Forbidden("your role cannot give or take this role"));
     }
     state.store.set_member_role(&ctx.workspace.id, &user, new_role).await?;
-    audit(state, meta, principal, &ctx.workspace, "member.role_change", ("user", user.to_string()), serde_json::json!({ "from": current.as_str(), "to": new_role.as_str() })).await
+    audit(
+        state,
+        meta,
+        principal,
+        &ctx.workspace,
+        "member.role_change",
+        ("user", user.to_string()),
+        serde_json::json!({ "from": current.as_str(), "to": new_role.as_str() }),
+    )
+    .await
 }
 
 pub async fn remove(
@@ -101,15 +133,38 @@ pub async fn remove(
         return Err(AppError::Forbidden("your role cannot remove this member"));
     }
     state.store.remove_member(&ctx.workspace.id, &user).await?;
-    audit(state, meta, principal, &ctx.workspace, "member.remove", ("user", user.to_string()), serde_json::json!({ "role": current.as_str() })).await
+    audit(
+        state,
+        meta,
+        principal,
+        &ctx.workspace,
+        "member.remove",
+        ("user", user.to_string()),
+        serde_json::json!({ "role": current.as_str() }),
+    )
+    .await
 }
 
-pub async fn leave(state: &AppState, meta: &RequestMeta, principal: &Principal, ctx: &WorkspaceCtx) -> Result<(), AppError> {
+pub async fn leave(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    ctx: &WorkspaceCtx,
+) -> Result<(), AppError> {
     if ctx.workspace.personal {
         return Err(AppError::Conflict("you cannot leave your personal workspace".into()));
     }
     state.store.remove_member(&ctx.workspace.id, &principal.user.id).await?;
-    audit(state, meta, principal, &ctx.workspace, "member.leave", ("user", principal.user.id.to_string()), serde_json::json!({ "role": ctx.role.as_str() })).await
+    audit(
+        state,
+        meta,
+        principal,
+        &ctx.workspace,
+        "member.leave",
+        ("user", principal.user.id.to_string()),
+        serde_json::json!({ "role": ctx.role.as_str() }),
+    )
+    .await
 }
 
 fn invite_info(i: &domain::store::Invite) -> sdk::InviteInfo {
@@ -122,8 +177,17 @@ fn invite_info(i: &domain::store::Invite) -> sdk::InviteInfo {
     }
 }
 
-pub async fn invites(state: &AppState, ctx: &WorkspaceCtx) -> Result<Vec<sdk::InviteInfo>, AppError> {
-    Ok(state.store.list_invites(&ctx.workspace.id, now_ms()).await?.iter().map(invite_info).collect())
+pub async fn invites(
+    state: &AppState,
+    ctx: &WorkspaceCtx,
+) -> Result<Vec<sdk::InviteInfo>, AppError> {
+    Ok(state
+        .store
+        .list_invites(&ctx.workspace.id, now_ms())
+        .await?
+        .iter()
+        .map(invite_info)
+        .collect())
 }
 
 pub async fn invite(
@@ -143,13 +207,24 @@ pub async fn invite(
     }
     let days = req.expires_in_days.unwrap_or(7);
     if !(1..=30).contains(&days) {
-        return Err(AppError::invalid("expires_in_days", "expires_in_days: must be between 1 and 30"));
+        return Err(AppError::invalid(
+            "expires_in_days",
+            "expires_in_days: must be between 1 and 30",
+        ));
     }
     let (token, hash) = secrets::generate(SecretKind::Invite);
     let now = now_ms();
     let inv = state
         .store
-        .create_invite(&ctx.workspace.id, &email, role, &hash, Some(&principal.user.id), now, now + i64::from(days) * 86_400_000)
+        .create_invite(
+            &ctx.workspace.id,
+            &email,
+            role,
+            &hash,
+            Some(&principal.user.id),
+            now,
+            now + i64::from(days) * 86_400_000,
+        )
         .await?;
     audit(state, meta, principal, &ctx.workspace, "invite.create", ("invite", inv.id.to_string()), serde_json::json!({ "email": email.to_string(), "role": role.as_str(), "expires_in_days": days })).await?;
     let link = format!("{}/invite/{token}", state.config.public_url.as_str().trim_end_matches('/'));
@@ -165,7 +240,16 @@ pub async fn invite_revoke(
 ) -> Result<(), AppError> {
     let id = domain::ids::InviteId::parse(id).map_err(|_| AppError::NotFound)?;
     state.store.revoke_invite(&ctx.workspace.id, &id, now_ms()).await?;
-    audit(state, meta, principal, &ctx.workspace, "invite.revoke", ("invite", id.to_string()), serde_json::json!({})).await
+    audit(
+        state,
+        meta,
+        principal,
+        &ctx.workspace,
+        "invite.revoke",
+        ("invite", id.to_string()),
+        serde_json::json!({}),
+    )
+    .await
 }
 
 pub async fn accept(
@@ -174,8 +258,20 @@ pub async fn accept(
     principal: &Principal,
     token: &str,
 ) -> Result<sdk::WorkspaceSummary, AppError> {
-    let (ws, role) = state.store.accept_invite(&secrets::hash(token.trim()), &principal.user.id, now_ms()).await?;
-    audit(state, meta, principal, &ws, "invite.accept", ("user", principal.user.id.to_string()), serde_json::json!({ "role": role.as_str() })).await?;
+    let (ws, role) = state
+        .store
+        .accept_invite(&secrets::hash(token.trim()), &principal.user.id, now_ms())
+        .await?;
+    audit(
+        state,
+        meta,
+        principal,
+        &ws,
+        "invite.accept",
+        ("user", principal.user.id.to_string()),
+        serde_json::json!({ "role": role.as_str() }),
+    )
+    .await?;
     Ok(summary(&ws, role))
 }
 
@@ -192,7 +288,9 @@ pub async fn audit_page(
         return Err(AppError::invalid("limit", "limit: must be between 1 and 200"));
     }
     let actor = match actor.filter(|a| !a.is_empty()) {
-        Some(a) => Some(UserId::parse(a).map_err(|_| AppError::invalid("actor", "actor: must be a user id"))?),
+        Some(a) => Some(
+            UserId::parse(a).map_err(|_| AppError::invalid("actor", "actor: must be a user id"))?,
+        ),
         None => None,
     };
     let cursor = match before.filter(|b| !b.is_empty()) {
@@ -205,8 +303,11 @@ pub async fn audit_page(
         since: None,
         until: None,
     };
-    let entries = state.store.list_audit_filtered(&ctx.workspace.id, &filter, limit, cursor.as_ref()).await?;
-    let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| format!("{}_{}", e.at, e.id))).flatten();
+    let entries =
+        state.store.list_audit_filtered(&ctx.workspace.id, &filter, limit, cursor.as_ref()).await?;
+    let next = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| format!("{}_{}", e.at, e.id)))
+        .flatten();
     Ok(sdk::AuditPage {
         events: entries
             .into_iter()
@@ -227,7 +328,11 @@ pub async fn audit_page(
 }
 
 fn parse_cursor(raw: &str) -> Result<AuditCursor, AppError> {
-    let bad = || AppError::invalid("before", "before: must be a cursor from a previous page's `next`");
+    let bad =
+        || AppError::invalid("before", "before: must be a cursor from a previous page's `next`");
     let (at, id) = raw.split_once('_').ok_or_else(bad)?;
-    Ok(AuditCursor { at: at.parse().map_err(|_| bad())?, id: domain::ids::AuditId::parse(id).map_err(|_| bad())? })
+    Ok(AuditCursor {
+        at: at.parse().map_err(|_| bad())?,
+        id: domain::ids::AuditId::parse(id).map_err(|_| bad())?,
+    })
 }

@@ -71,7 +71,8 @@ pub fn recovery_code_hash(typed: &str) -> Option<Vec<u8>> {
         .filter(|c| !c.is_whitespace() && *c != '-')
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    let ok = norm.len() == RECOVERY_CODE_LEN && norm.bytes().all(|b| RECOVERY_ALPHABET.contains(&b));
+    let ok =
+        norm.len() == RECOVERY_CODE_LEN && norm.bytes().all(|b| RECOVERY_ALPHABET.contains(&b));
     ok.then(|| hash(&norm))
 }
 

@@ -27,12 +27,15 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut config = domain::Config::default();
-        config.public_url = url::Url::parse(&format!("http://localhost:{port}")).unwrap();
+        let mut config = domain::Config {
+            public_url: url::Url::parse(&format!("http://localhost:{port}")).unwrap(),
+            ..Default::default()
+        };
         tweak(&mut config);
-        let store = domain::Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()))
-            .await
-            .unwrap();
+        let store =
+            domain::Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()))
+                .await
+                .unwrap();
         store.migrate().await.unwrap();
         let state = AppState::new(config, store).unwrap();
         let router = http::router(state.clone());
@@ -45,7 +48,10 @@ impl Api {
     pub fn browser(&self) -> Browser {
         Browser {
             base: self.base.clone(),
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             cookie: None,
             csrf: None,
             origin: Some(self.base.clone()),
@@ -78,7 +84,12 @@ pub struct Reply {
 }
 
 impl Browser {
-    pub async fn send(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
+    pub async fn send(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(c) = &self.cookie {
             req = req.header("cookie", c);
@@ -130,7 +141,11 @@ impl Browser {
         let s = api
             .state
             .store
-            .browser_session_by_token_hash(&domain::secrets::hash(&token), domain::store::now_ms(), i64::MAX / 4)
+            .browser_session_by_token_hash(
+                &domain::secrets::hash(&token),
+                domain::store::now_ms(),
+                i64::MAX / 4,
+            )
             .await
             .unwrap()
             .expect("a live session");
@@ -156,14 +171,27 @@ impl Browser {
 
     /// Signs up through the API; returns the recovery codes.
     pub async fn sign_up(&mut self, email: &str, name: &str) -> Vec<String> {
-        let r = self.post("/api/v1/auth/signup/start", serde_json::json!({"email": email, "display_name": name})).await;
+        let r = self
+            .post(
+                "/api/v1/auth/signup/start",
+                serde_json::json!({"email": email, "display_name": name}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         let cred = self.register(&r.body["options"]);
         let r = self
-            .post("/api/v1/auth/signup/finish", serde_json::json!({"ceremony_id": r.body["ceremony_id"], "credential": cred}))
+            .post(
+                "/api/v1/auth/signup/finish",
+                serde_json::json!({"ceremony_id": r.body["ceremony_id"], "credential": cred}),
+            )
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
-        r.body["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
+        r.body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Starts a sign-in; returns (ceremony id, options).
@@ -176,6 +204,10 @@ impl Browser {
     pub async fn sign_in(&mut self, email: &str) -> Reply {
         let (id, options) = self.sign_in_start(email).await;
         let cred = self.assert(&options);
-        self.post("/api/v1/auth/signin/finish", serde_json::json!({"ceremony_id": id, "credential": cred})).await
+        self.post(
+            "/api/v1/auth/signin/finish",
+            serde_json::json!({"ceremony_id": id, "credential": cred}),
+        )
+        .await
     }
 }

@@ -19,6 +19,16 @@ async fn health_is_ok_when_every_dependency_is_up_and_metrics_and_pages_are_serv
     assert_eq!(version.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(version.api, "v1");
 
+    // Pages live on public_url's host (localhost: passkeys need a domain); 127.0.0.1 redirects.
+    let no_follow =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_follow.get(format!("{}/signin?return_to=/account", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    let port = app.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("http://localhost:{port}/signin?return_to=/account")
+    );
     let home = reqwest::get(&app.base).await.unwrap();
     assert_eq!(home.status(), 200);
     let html = home.text().await.unwrap();

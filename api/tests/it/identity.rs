@@ -69,7 +69,8 @@ async fn a_replayed_assertion_and_a_reused_challenge_are_refused() {
     assert_eq!(again.status, 401, "{:?}", again.body);
     // The old assertion against a new ceremony: the challenge differs.
     let (id2, _) = b.sign_in_start("r@example.com").await;
-    let replay = b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id2, "credential": cred})).await;
+    let replay =
+        b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id2, "credential": cred})).await;
     assert_eq!(replay.status, 401, "{:?}", replay.body);
     assert!(audit_actions(&api, "r@example.com").await.contains(&"auth.signin_failed".to_string()));
 }
@@ -80,12 +81,14 @@ async fn an_assertion_for_another_origin_is_refused() {
     let mut b = api.browser();
     b.sign_up("o@example.com", "O").await;
     let (id, options) = b.sign_in_start("o@example.com").await;
-    let rcr: webauthn_rs::prelude::RequestChallengeResponse = serde_json::from_value(options).unwrap();
+    let rcr: webauthn_rs::prelude::RequestChallengeResponse =
+        serde_json::from_value(options).unwrap();
     // `localhost` on another port is another origin.
     use webauthn_authenticator_rs::WebauthnAuthenticator;
     let other = webauthn_rs::prelude::Url::parse("http://localhost:1").unwrap();
     let cred = serde_json::to_value(b.passkey.do_authentication(other, rcr).unwrap()).unwrap();
-    let r = b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
+    let r =
+        b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
     assert_eq!(r.status, 401);
 }
 
@@ -98,7 +101,8 @@ async fn an_assertion_without_user_verification_is_refused() {
     // A client that ignores the server's "required" and signs without verifying the user.
     options["publicKey"]["userVerification"] = json!("discouraged");
     let cred = b.assert(&options);
-    let r = b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
+    let r =
+        b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
     assert_eq!(r.status, 401, "{:?}", r.body);
 }
 
@@ -112,7 +116,8 @@ async fn a_bogus_signature_is_refused() {
     let sig = cred["response"]["signature"].as_str().unwrap().to_string();
     let flipped: String = sig.chars().rev().collect();
     cred["response"]["signature"] = json!(flipped);
-    let r = b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
+    let r =
+        b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
     assert_eq!(r.status, 401, "{:?}", r.body);
 }
 
@@ -122,7 +127,10 @@ async fn a_sign_counter_that_goes_backwards_is_refused() {
     let mut b = api.browser();
     b.sign_up("c@example.com", "C").await;
     // The server has seen a higher counter than the authenticator will send (a clone).
-    sqlx::query("UPDATE passkeys SET sign_count = 1000").execute(api.state.store.pool()).await.unwrap();
+    sqlx::query("UPDATE passkeys SET sign_count = 1000")
+        .execute(api.state.store.pool())
+        .await
+        .unwrap();
     let r = b.sign_in("c@example.com").await;
     assert_eq!(r.status, 401, "{:?}", r.body);
     assert!(r.body["message"].as_str().unwrap().contains("counter"));
@@ -134,9 +142,13 @@ async fn an_expired_ceremony_cannot_be_finished() {
     let mut b = api.browser();
     b.sign_up("e@example.com", "E").await;
     let (id, options) = b.sign_in_start("e@example.com").await;
-    sqlx::query("UPDATE webauthn_ceremonies SET expires_at = 0").execute(api.state.store.pool()).await.unwrap();
+    sqlx::query("UPDATE webauthn_ceremonies SET expires_at = 0")
+        .execute(api.state.store.pool())
+        .await
+        .unwrap();
     let cred = b.assert(&options);
-    let r = b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
+    let r =
+        b.post("/api/v1/auth/signin/finish", json!({"ceremony_id": id, "credential": cred})).await;
     assert_eq!(r.status, 401);
 }
 
@@ -146,7 +158,12 @@ async fn a_recovery_code_signs_in_once_and_forces_adding_a_passkey() {
     let mut b = api.browser();
     let codes = b.sign_up("rec@example.com", "Rec").await;
     b.cookie = None;
-    let r = b.post("/api/v1/auth/recover", json!({"email": "rec@example.com", "code": codes[3].to_lowercase()})).await;
+    let r = b
+        .post(
+            "/api/v1/auth/recover",
+            json!({"email": "rec@example.com", "code": codes[3].to_lowercase()}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let me = b.get("/api/v1/me").await;
     assert_eq!(me.body["must_add_passkey"], true);
@@ -158,16 +175,26 @@ async fn a_recovery_code_signs_in_once_and_forces_adding_a_passkey() {
     let start = b.post("/api/v1/me/passkeys/start", json!({"name": "New laptop"})).await;
     assert_eq!(start.status, 200, "{:?}", start.body);
     let cred = b.register(&start.body["options"]);
-    let fin = b.post("/api/v1/me/passkeys/finish", json!({"ceremony_id": start.body["ceremony_id"], "credential": cred})).await;
+    let fin = b
+        .post(
+            "/api/v1/me/passkeys/finish",
+            json!({"ceremony_id": start.body["ceremony_id"], "credential": cred}),
+        )
+        .await;
     assert_eq!(fin.status, 200, "{:?}", fin.body);
     assert_eq!(b.get("/api/v1/me/tokens").await.status, 200);
 
     // The same code again is refused.
     let mut other = api.browser();
-    let again = other.post("/api/v1/auth/recover", json!({"email": "rec@example.com", "code": codes[3]})).await;
+    let again = other
+        .post("/api/v1/auth/recover", json!({"email": "rec@example.com", "code": codes[3]}))
+        .await;
     assert_eq!(again.status, 401);
     let actions = audit_actions(&api, "rec@example.com").await;
-    assert!(actions.contains(&"auth.recover".to_string()) && actions.contains(&"auth.recover_failed".to_string()));
+    assert!(
+        actions.contains(&"auth.recover".to_string())
+            && actions.contains(&"auth.recover_failed".to_string())
+    );
 }
 
 #[tokio::test]
@@ -179,9 +206,19 @@ async fn regenerating_recovery_codes_invalidates_the_old_set() {
     let new = b.post("/api/v1/me/recovery-codes", json!({})).await;
     assert_eq!(new.status, 200);
     let mut anon = api.browser();
-    assert_eq!(anon.post("/api/v1/auth/recover", json!({"email": "rg@example.com", "code": old[0]})).await.status, 401);
+    assert_eq!(
+        anon.post("/api/v1/auth/recover", json!({"email": "rg@example.com", "code": old[0]}))
+            .await
+            .status,
+        401
+    );
     let code = new.body["codes"][0].as_str().unwrap();
-    assert_eq!(anon.post("/api/v1/auth/recover", json!({"email": "rg@example.com", "code": code})).await.status, 200);
+    assert_eq!(
+        anon.post("/api/v1/auth/recover", json!({"email": "rg@example.com", "code": code}))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -190,7 +227,10 @@ async fn revoking_a_session_locks_it_out_on_the_very_next_request() {
     let mut laptop = api.browser();
     laptop.sign_up("s@example.com", "S").await;
     let mut phone = api.browser();
-    phone.passkey = std::mem::replace(&mut laptop.passkey, webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true));
+    phone.passkey = std::mem::replace(
+        &mut laptop.passkey,
+        webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true),
+    );
     assert_eq!(phone.sign_in("s@example.com").await.status, 200);
     assert_eq!(phone.get("/api/v1/me").await.status, 200);
 
@@ -199,7 +239,13 @@ async fn revoking_a_session_locks_it_out_on_the_very_next_request() {
     let list = sessions.body.as_array().unwrap();
     assert_eq!(list.len(), 2);
     let other = list.iter().find(|s| s["current"] == false).unwrap();
-    let r = laptop.send(reqwest::Method::DELETE, &format!("/api/v1/me/sessions/{}", other["id"].as_str().unwrap()), None).await;
+    let r = laptop
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/me/sessions/{}", other["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(phone.get("/api/v1/me").await.status, 401);
     assert_eq!(laptop.get("/api/v1/me").await.status, 200);
@@ -227,11 +273,17 @@ async fn api_tokens_work_as_bearer_until_revoked_or_expired_and_are_shown_once()
     assert_eq!(cli.post("/api/v1/me/recovery-codes", json!({})).await.status, 200);
 
     let id = created.body["token"]["id"].as_str().unwrap();
-    assert_eq!(b.send(reqwest::Method::DELETE, &format!("/api/v1/me/tokens/{id}"), None).await.status, 204);
+    assert_eq!(
+        b.send(reqwest::Method::DELETE, &format!("/api/v1/me/tokens/{id}"), None).await.status,
+        204
+    );
     assert_eq!(cli.get("/api/v1/me").await.status, 401);
 
     let created = b.post("/api/v1/me/tokens", json!({"name": "short"})).await;
-    sqlx::query("UPDATE api_tokens SET expires_at = 1").execute(api.state.store.pool()).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = 1")
+        .execute(api.state.store.pool())
+        .await
+        .unwrap();
     cli.bearer = Some(created.body["secret"].as_str().unwrap().to_string());
     assert_eq!(cli.get("/api/v1/me").await.status, 401);
 
@@ -275,7 +327,10 @@ async fn the_last_passkey_cannot_be_removed_without_a_recovery_code() {
     b.load_csrf(&api).await;
     let keys = b.get("/api/v1/me/passkeys").await;
     let id = keys.body[0]["id"].as_str().unwrap().to_string();
-    sqlx::query("UPDATE recovery_codes SET used_at = 1").execute(api.state.store.pool()).await.unwrap();
+    sqlx::query("UPDATE recovery_codes SET used_at = 1")
+        .execute(api.state.store.pool())
+        .await
+        .unwrap();
     let r = b.send(reqwest::Method::DELETE, &format!("/api/v1/me/passkeys/{id}"), None).await;
     assert_eq!(r.status, 409, "{:?}", r.body);
     // With recovery codes available it may go.
@@ -288,10 +343,13 @@ async fn the_last_passkey_cannot_be_removed_without_a_recovery_code() {
 async fn sign_up_refuses_bad_input_naming_the_field_and_creates_nothing() {
     let api = Api::start().await;
     let mut b = api.browser();
-    let r = b.post("/api/v1/auth/signup/start", json!({"email": "nope", "display_name": "X"})).await;
+    let r =
+        b.post("/api/v1/auth/signup/start", json!({"email": "nope", "display_name": "X"})).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["details"]["field"], "email");
-    let r = b.post("/api/v1/auth/signup/start", json!({"email": "a@b.example", "display_name": ""})).await;
+    let r = b
+        .post("/api/v1/auth/signup/start", json!({"email": "a@b.example", "display_name": ""}))
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["details"]["field"], "display_name");
     assert_eq!(api.state.store.count_users().await.unwrap(), 0);

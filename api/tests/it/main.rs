@@ -3,6 +3,7 @@
 //! software passkey authenticator.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod authz;
 mod browserish;
 mod commands;
 mod dev_command;

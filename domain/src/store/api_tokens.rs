@@ -107,8 +107,7 @@ impl Store {
              WHERE user_id = $1 AND {ACTIVE_AT_2}
              ORDER BY created_at DESC, id DESC"
         );
-        let rows =
-            sqlx::query(&sql).bind(user.as_str()).bind(now).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(user.as_str()).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(api_token_from_row).collect()
     }
 

@@ -29,7 +29,8 @@ const BROWSER_SESSION_COLUMNS: &str = "id, user_id, csrf_token, created_at, last
      idle_expires_at, absolute_expires_at, ip, user_agent, must_add_passkey";
 
 /// The conditions under which a session is still good at `$2`.
-const ACTIVE_AT_2: &str = "revoked_at IS NULL AND idle_expires_at > $2 AND absolute_expires_at > $2";
+const ACTIVE_AT_2: &str =
+    "revoked_at IS NULL AND idle_expires_at > $2 AND absolute_expires_at > $2";
 
 fn browser_session_from_row(row: &AnyRow) -> Result<BrowserSession, StoreError> {
     Ok(BrowserSession {
@@ -143,8 +144,7 @@ impl Store {
              WHERE user_id = $1 AND {ACTIVE_AT_2}
              ORDER BY created_at DESC, id DESC"
         );
-        let rows =
-            sqlx::query(&sql).bind(user.as_str()).bind(now).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(user.as_str()).bind(now).fetch_all(&self.pool).await?;
         rows.iter().map(browser_session_from_row).collect()
     }
 

@@ -275,6 +275,7 @@ impl Store {
         role: Role,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        lock_live_workspace(&mut tx, workspace).await?;
         let current = role_in(&mut tx, workspace, user).await?;
         if current == role {
             return Ok(());

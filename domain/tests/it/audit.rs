@@ -73,7 +73,10 @@ async fn audit_filters(store: &Store) {
     assert_eq!(store.list_audit(&personal.id, 100, None).await.unwrap(), newest_first(&all));
     let read_back = list(action("auth.signed_in")).await;
     assert_eq!(read_back, vec![signed_in.clone()]);
-    assert_eq!(read_back[0].user_agent.as_deref(), Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"));
+    assert_eq!(
+        read_back[0].user_agent.as_deref(),
+        Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+    );
 
     // An action ending in '.' is a prefix, case-sensitive and without wildcards; any other is exact.
     assert_eq!(

@@ -1,9 +1,7 @@
 //! Credentials and sign-in state: passkeys, WebAuthn ceremonies, browser sessions, API tokens and
 //! recovery codes. One story per aggregate, told once and checked on both backends.
 
-use domain::ids::{
-    ApiTokenId, BrowserSessionId, CeremonyId, DisplayName, Email, PasskeyId,
-};
+use domain::ids::{ApiTokenId, BrowserSessionId, CeremonyId, DisplayName, Email, PasskeyId};
 use domain::store::{Ceremony, CeremonyKind, Store, StoreError, User};
 
 use crate::support::{self, on_both_backends};
@@ -34,10 +32,8 @@ async fn passkeys(store: &Store) {
 
     // A credential id is registered once, whoever presents it again.
     for user in [&bob, &alice] {
-        let err = store
-            .add_passkey(&user.id, &laptop_cred, "Again", "{}", 0, T + 1)
-            .await
-            .unwrap_err();
+        let err =
+            store.add_passkey(&user.id, &laptop_cred, "Again", "{}", 0, T + 1).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { what: "credential" }), "{err:?}");
     }
     assert!(store.passkeys_for_user(&bob.id).await.unwrap().is_empty());
@@ -61,8 +57,7 @@ async fn passkeys(store: &Store) {
     // Once counting, the counter must grow: equal, lower or back to zero is refused and changes nothing.
     store.record_passkey_use(&laptop.id, r#"{"v":4}"#, 3, T + 12).await.unwrap();
     for regressed in [3, 2, 0] {
-        let err =
-            store.record_passkey_use(&laptop.id, "{}", regressed, T + 13).await.unwrap_err();
+        let err = store.record_passkey_use(&laptop.id, "{}", regressed, T + 13).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict { what: "sign_count" }), "{regressed}: {err:?}");
     }
     let used = store.passkey_by_credential_id(&laptop_cred).await.unwrap().unwrap();
@@ -106,8 +101,10 @@ async fn passkeys(store: &Store) {
     store.replace_recovery_codes(&bob.id, &[], T + 30).await.unwrap();
     let one = store.add_passkey(&bob.id, b"bob-1", "One", "{}", 0, T + 30).await.unwrap();
     let two = store.add_passkey(&bob.id, b"bob-2", "Two", "{}", 0, T + 30).await.unwrap();
-    let (a, b) =
-        tokio::join!(store.delete_passkey(&bob.id, &one.id), store.delete_passkey(&bob.id, &two.id));
+    let (a, b) = tokio::join!(
+        store.delete_passkey(&bob.id, &one.id),
+        store.delete_passkey(&bob.id, &two.id)
+    );
     assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
     assert_eq!(store.passkeys_for_user(&bob.id).await.unwrap().len(), 1);
 }
@@ -169,7 +166,14 @@ async fn ceremonies(store: &Store) {
 
     // Just before expiry, it is taken with its user.
     let add_passkey = store
-        .put_ceremony(CeremonyKind::Registration, Some(&alice.id), "{}", r#"{"name":"Key"}"#, T, TTL)
+        .put_ceremony(
+            CeremonyKind::Registration,
+            Some(&alice.id),
+            "{}",
+            r#"{"name":"Key"}"#,
+            T,
+            TTL,
+        )
         .await
         .unwrap();
     let taken = store.take_ceremony(&add_passkey, CeremonyKind::Registration, T + TTL - 1).await;
@@ -181,14 +185,19 @@ async fn ceremonies(store: &Store) {
     let mut short = Vec::new();
     for _ in 0..2 {
         short.push(
-            store.put_ceremony(CeremonyKind::Authentication, None, "{}", "{}", T, 100).await.unwrap(),
+            store
+                .put_ceremony(CeremonyKind::Authentication, None, "{}", "{}", T, 100)
+                .await
+                .unwrap(),
         );
     }
     let long =
         store.put_ceremony(CeremonyKind::Authentication, None, "{}", "{}", T, 1_000).await.unwrap();
     assert_eq!(store.purge_expired_ceremonies(T + 100).await.unwrap(), 2);
     assert_eq!(store.purge_expired_ceremonies(T + 100).await.unwrap(), 0);
-    assert!(store.take_ceremony(&long, CeremonyKind::Authentication, T + 100).await.unwrap().is_some());
+    assert!(
+        store.take_ceremony(&long, CeremonyKind::Authentication, T + 100).await.unwrap().is_some()
+    );
 
     // Two answers racing for one ceremony: exactly one gets it.
     let raced =
@@ -237,14 +246,19 @@ async fn browser_sessions(store: &Store) {
     // Use within a minute of the last write does not write again; after a minute it slides.
     let seen = store.browser_session_by_token_hash(b"hash-1", T + 30 * SECOND, IDLE).await;
     assert_eq!(seen.unwrap(), Some(session.clone()), "not rewritten within a minute");
-    let slid =
-        store.browser_session_by_token_hash(b"hash-1", T + 61 * SECOND, IDLE).await.unwrap().unwrap();
+    let slid = store
+        .browser_session_by_token_hash(b"hash-1", T + 61 * SECOND, IDLE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(slid.last_seen_at, T + 61 * SECOND);
     assert_eq!(slid.idle_expires_at, T + 61 * SECOND + IDLE);
     let reread = store.browser_session_by_token_hash(b"hash-1", T + 62 * SECOND, IDLE).await;
     assert_eq!(reread.unwrap(), Some(slid.clone()), "the slide was stored");
     // Slid, it outlives its first idle expiry.
-    assert!(store.browser_session_by_token_hash(b"hash-1", T + IDLE, IDLE).await.unwrap().is_some());
+    assert!(
+        store.browser_session_by_token_hash(b"hash-1", T + IDLE, IDLE).await.unwrap().is_some()
+    );
 
     // Left idle, a session ends at its idle expiry.
     for hash in [b"idle-1", b"idle-2"] {
@@ -275,7 +289,10 @@ async fn browser_sessions(store: &Store) {
     let late = late.unwrap().unwrap();
     assert_eq!(late.idle_expires_at, short.absolute_expires_at, "capped at the absolute expiry");
     assert!(late.must_add_passkey);
-    assert_eq!(store.browser_session_by_token_hash(b"hash-abs", T + 2 * HOUR, IDLE).await.unwrap(), None);
+    assert_eq!(
+        store.browser_session_by_token_hash(b"hash-abs", T + 2 * HOUR, IDLE).await.unwrap(),
+        None
+    );
 
     // Listing shows live sessions only, newest first.
     let newer = store
@@ -298,7 +315,14 @@ async fn browser_sessions(store: &Store) {
 
     // The recovery restriction is lifted from all of a user's sessions at once.
     store.clear_must_add_passkey(&alice.id).await.unwrap();
-    assert!(store.list_browser_sessions(&alice.id, T + 2).await.unwrap().iter().all(|s| !s.must_add_passkey));
+    assert!(
+        store
+            .list_browser_sessions(&alice.id, T + 2)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| !s.must_add_passkey)
+    );
 
     // Revocation takes effect on the very next request; someone else's session is not found.
     let err = store.revoke_browser_session(&bob.id, &newer.id, T + 3).await.unwrap_err();
@@ -307,7 +331,8 @@ async fn browser_sessions(store: &Store) {
     assert_eq!(store.browser_session_by_token_hash(b"hash-2", T + 3, IDLE).await.unwrap(), None);
     let err = store.revoke_browser_session(&alice.id, &newer.id, T + 4).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "already revoked: {err:?}");
-    let err = store.revoke_browser_session(&alice.id, &BrowserSessionId::new(), T).await.unwrap_err();
+    let err =
+        store.revoke_browser_session(&alice.id, &BrowserSessionId::new(), T).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 
     // Signing out by cookie is idempotent.
@@ -332,7 +357,10 @@ async fn api_tokens(store: &Store) {
     let forever = store.create_api_token(&alice.id, "ci", b"tok-1", T, None).await.unwrap();
     let hourly =
         store.create_api_token(&alice.id, "script", b"tok-2", T + 1, Some(T + HOUR)).await.unwrap();
-    assert_eq!((forever.name.as_str(), forever.expires_at, forever.last_used_at), ("ci", None, None));
+    assert_eq!(
+        (forever.name.as_str(), forever.expires_at, forever.last_used_at),
+        ("ci", None, None)
+    );
     let listed = store.list_api_tokens(&alice.id, T + 1).await.unwrap();
     assert_eq!(listed, vec![hourly.clone(), forever.clone()], "newest first");
     assert!(store.list_api_tokens(&bob.id, T).await.unwrap().is_empty());
@@ -394,7 +422,8 @@ async fn recovery_codes(store: &Store) {
     assert!(store.use_recovery_code(&alice.id, b"d", T + 4).await.unwrap());
 
     // A set that cannot be stored changes nothing: the old set still works.
-    let err = store.replace_recovery_codes(&alice.id, &codes(&["x", "x"]), T + 5).await.unwrap_err();
+    let err =
+        store.replace_recovery_codes(&alice.id, &codes(&["x", "x"]), T + 5).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { what: "recovery code" }), "{err:?}");
     assert_eq!(store.count_unused_recovery_codes(&alice.id).await.unwrap(), 1);
     assert!(!store.use_recovery_code(&alice.id, b"x", T + 6).await.unwrap());

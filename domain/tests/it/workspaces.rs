@@ -52,7 +52,10 @@ async fn workspaces(store: &Store) {
         .await
         .unwrap();
     assert!(!acme.personal);
-    assert_eq!((acme.owner.clone(), acme.plan.as_str(), acme.created_at), (alice.id.clone(), FREE_PLAN_ID, T));
+    assert_eq!(
+        (acme.owner.clone(), acme.plan.as_str(), acme.created_at),
+        (alice.id.clone(), FREE_PLAN_ID, T)
+    );
     assert_eq!(store.workspace_by_slug(&slug("acme")).await.unwrap(), Some(acme.clone()));
     assert_eq!(store.workspace_by_id(&acme.id).await.unwrap(), Some(acme.clone()));
     assert_eq!(store.workspace_by_slug(&slug("nope")).await.unwrap(), None);
@@ -131,7 +134,8 @@ async fn workspaces(store: &Store) {
         store.set_member_role(&acme.id, &bob.id, Role::Admin),
     );
     assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
-    let owners = roles(store, &acme.id).await.into_iter().filter(|(_, r)| *r == Role::Owner).count();
+    let owners =
+        roles(store, &acme.id).await.into_iter().filter(|(_, r)| *r == Role::Owner).count();
     assert_eq!(owners, 1);
     for user in [&alice, &bob] {
         store.set_member_role(&acme.id, &user.id, Role::Owner).await.unwrap();
@@ -162,19 +166,28 @@ async fn invites(store: &Store) {
         .create_invite(&acme.id, &email("bob"), Role::Owner, b"owner", Some(&alice.id), T, T + DAY)
         .await
         .unwrap_err();
-    assert!(matches!(&err, StoreError::Invalid(m) if m == "role: invites grant admin, member or viewer"), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m == "role: invites grant admin, member or viewer"),
+        "{err:?}"
+    );
 
     let first = store
         .create_invite(&acme.id, &email("Bob"), Role::Member, b"bob-1", Some(&alice.id), T, T + DAY)
         .await
         .unwrap();
     assert_eq!((first.email.as_str(), first.role), ("bob@example.com", Role::Member));
-    assert_eq!((first.invited_by.as_ref(), first.accepted_at, first.revoked_at), (Some(&alice.id), None, None));
+    assert_eq!(
+        (first.invited_by.as_ref(), first.accepted_at, first.revoked_at),
+        (Some(&alice.id), None, None)
+    );
     let second = store
         .create_invite(&acme.id, &email("bob"), Role::Admin, b"bob-2", None, T + 1, T + DAY)
         .await
         .unwrap();
-    assert_eq!(store.list_invites(&acme.id, T + 1).await.unwrap(), vec![second.clone(), first.clone()]);
+    assert_eq!(
+        store.list_invites(&acme.id, T + 1).await.unwrap(),
+        vec![second.clone(), first.clone()]
+    );
     assert!(store.list_invites(&other.id, T + 1).await.unwrap().is_empty());
 
     // Accepting joins the workspace with the invite's role, once.
