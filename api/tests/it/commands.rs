@@ -57,3 +57,43 @@ fn a_bad_configuration_value_is_refused_naming_the_field_and_the_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("database.max_connections: must be between 1 and 1000"), "{err}");
 }
+
+#[tokio::test]
+async fn bootstrap_creates_the_first_owner_once_and_prints_a_working_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/burstflare.db?mode=rwc", dir.path().display());
+    let run = |force: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["admin", "bootstrap", "--email", "first@example.com", "--output", "json"]);
+        cmd.env("BURSTFLARE_DATABASE__URL", &db);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = v["token"].as_str().unwrap();
+    assert!(token.starts_with("bfp_"));
+
+    let store = domain::Store::connect(&db).await.unwrap();
+    let found = store.api_token_by_hash(&domain::secrets::hash(token), domain::store::now_ms()).await.unwrap();
+    assert!(found.is_some(), "the printed token is valid");
+    let audit: Vec<String> = sqlx::query_scalar("SELECT detail_json || action FROM audit_log")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(audit.iter().any(|a| a.ends_with("auth.bootstrap")));
+    assert!(!audit.concat().contains(token), "no secret in the audit log");
+
+    let again = run(false);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already has 1 user") && err.contains("--force"), "{err}");
+    // --force with the same email is refused by the email, not silently duplicated.
+    let forced = run(true);
+    assert!(!forced.status.success());
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("--email"));
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}

@@ -115,6 +115,36 @@ async fn dev_becomes_ready_stops_every_child_on_sigterm_and_keeps_data_across_re
         store.close().await;
     }
 
+    // Bootstrap works against a running dev install, once.
+    let boot = |force: bool| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["admin", "bootstrap", "--email", "root@example.com", "--output", "json", "--data-dir"]);
+        cmd.arg(&dir);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let out = boot(false);
+    assert!(!out.status.success(), "users exist already, so bootstrap refuses");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let out = boot(true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let boot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = boot["token"].as_str().unwrap();
+    assert_eq!(boot["recovery_codes"].as_array().unwrap().len(), 10);
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "root@example.com");
+    assert_eq!(me["workspaces"][0]["role"], "owner");
+
     let status = terminate(dev).await;
     assert!(status.success(), "dev exited with {status}");
     let left: Vec<u32> =
