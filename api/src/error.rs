@@ -23,6 +23,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     RateLimited(&'static str),
+    /// A dependency is down; retrying later may work.
+    #[error("{0}")]
+    Unavailable(&'static str),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -53,6 +56,9 @@ impl AppError {
             }
             AppError::RateLimited(m) => {
                 (StatusCode::TOO_MANY_REQUESTS, ApiError::new(ErrorCode::RateLimited, *m))
+            }
+            AppError::Unavailable(m) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ApiError::new(ErrorCode::Unavailable, *m))
             }
             AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

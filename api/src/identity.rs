@@ -89,7 +89,12 @@ async fn bot_check(
     use domain::botcheck::BotCheckError;
     state.bot_check.verify(token, meta.ip.as_deref()).await.map_err(|e| match e {
         BotCheckError::Unavailable(reason) => {
-            AppError::Internal(anyhow::anyhow!("bot check unavailable: {reason}"))
+            tracing::warn!(%reason, "bot check unavailable");
+            AppError::Unavailable("the bot check service is unavailable; try again in a minute")
+        }
+        // Our own secret refused: an operator must fix the configuration, not the user.
+        BotCheckError::Rejected { codes } if codes.iter().any(|c| c.ends_with("-secret")) => {
+            AppError::Internal(anyhow::anyhow!("Turnstile refused our secret: {codes:?}"))
         }
         other => AppError::invalid("bot_check", format!("bot_check: {other}")),
     })

@@ -311,7 +311,11 @@ async fn token_create(
         Some(d) => match d.parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) => {
-                return done("/account#tokens", false, "expires_in_days: must be between 1 and 366");
+                return done(
+                    "/account#tokens",
+                    false,
+                    "expires_in_days: must be between 1 and 366",
+                );
             }
         },
         None => None,

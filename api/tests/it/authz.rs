@@ -297,3 +297,147 @@ async fn every_mutating_call_writes_exactly_one_audit_event_without_secrets() {
     let cookie = b.cookie.clone().unwrap();
     assert!(!dump.contains(cookie.split_once('=').unwrap().1));
 }
+
+async fn audit_count(api: &Api) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(api.state.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn last_action(api: &Api) -> String {
+    sqlx::query_scalar("SELECT action FROM audit_log ORDER BY at DESC, id DESC LIMIT 1")
+        .fetch_one(api.state.store.pool())
+        .await
+        .unwrap()
+}
+
+/// Runs one mutating call and checks it succeeded and wrote exactly one event, `action`.
+async fn once(
+    api: &Api,
+    b: &mut Browser,
+    action: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let before = audit_count(api).await;
+    let r = b.send(method, path, body).await;
+    assert!(r.status.is_success(), "{path}: {} {:?}", r.status, r.body);
+    assert_eq!(audit_count(api).await, before + 1, "{action}: exactly one event");
+    assert_eq!(last_action(api).await, action);
+    r.body
+}
+
+#[tokio::test]
+async fn membership_passkey_session_and_token_changes_each_write_exactly_one_event() {
+    use reqwest::Method as M;
+    let api = Api::start().await;
+    let mut o = api.browser();
+    o.sign_up("own@example.com", "Own").await;
+    o.load_csrf(&api).await;
+    once(
+        &api,
+        &mut o,
+        "workspace.create",
+        M::POST,
+        "/api/v1/workspaces",
+        Some(json!({"name": "Team", "slug": "team"})),
+    )
+    .await;
+    let inv = once(
+        &api,
+        &mut o,
+        "invite.create",
+        M::POST,
+        "/api/v1/workspaces/team/invites",
+        Some(json!({"email": "m@example.com", "role": "member"})),
+    )
+    .await;
+    let token = inv["link"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let spare = once(
+        &api,
+        &mut o,
+        "invite.create",
+        M::POST,
+        "/api/v1/workspaces/team/invites",
+        Some(json!({"email": "n@example.com", "role": "viewer"})),
+    )
+    .await;
+    let spare_id = spare["invite"]["id"].as_str().unwrap().to_string();
+    once(
+        &api,
+        &mut o,
+        "invite.revoke",
+        M::DELETE,
+        &format!("/api/v1/workspaces/team/invites/{spare_id}"),
+        None,
+    )
+    .await;
+
+    let mut m = api.browser();
+    m.sign_up("m@example.com", "M").await;
+    m.load_csrf(&api).await;
+    once(
+        &api,
+        &mut m,
+        "invite.accept",
+        M::POST,
+        "/api/v1/invites/accept",
+        Some(json!({"token": token})),
+    )
+    .await;
+    let mid = m.get("/api/v1/me").await.body["user"]["id"].as_str().unwrap().to_string();
+    once(
+        &api,
+        &mut o,
+        "member.role_change",
+        M::PATCH,
+        &format!("/api/v1/workspaces/team/members/{mid}"),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    once(&api, &mut m, "member.leave", M::POST, "/api/v1/workspaces/team/leave", None).await;
+
+    let pk = o.get("/api/v1/me/passkeys").await.body[0]["id"].as_str().unwrap().to_string();
+    once(
+        &api,
+        &mut o,
+        "passkey.rename",
+        M::PATCH,
+        &format!("/api/v1/me/passkeys/{pk}"),
+        Some(json!({"name": "Laptop"})),
+    )
+    .await;
+    let t = once(
+        &api,
+        &mut o,
+        "token.create",
+        M::POST,
+        "/api/v1/me/tokens",
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    let tid = t["token"]["id"].as_str().unwrap().to_string();
+    once(&api, &mut o, "token.revoke", M::DELETE, &format!("/api/v1/me/tokens/{tid}"), None).await;
+
+    // A second session of the owner, revoked from the first.
+    let mut o2 = api.browser();
+    o2.passkey = std::mem::replace(
+        &mut o.passkey,
+        webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true),
+    );
+    let before = audit_count(&api).await;
+    assert_eq!(o2.sign_in("own@example.com").await.status, 200);
+    assert_eq!(audit_count(&api).await, before + 1);
+    assert_eq!(last_action(&api).await, "auth.signin");
+    let sessions = o.get("/api/v1/me/sessions").await;
+    let other =
+        sessions.body.as_array().unwrap().iter().find(|s| s["current"] == false).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    once(&api, &mut o, "session.revoke", M::DELETE, &format!("/api/v1/me/sessions/{other}"), None)
+        .await;
+    once(&api, &mut o, "auth.signout", M::POST, "/api/v1/auth/signout", Some(json!({}))).await;
+}

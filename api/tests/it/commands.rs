@@ -78,7 +78,10 @@ async fn bootstrap_creates_the_first_owner_once_and_prints_a_working_token() {
     assert!(token.starts_with("bfp_"));
 
     let store = domain::Store::connect(&db).await.unwrap();
-    let found = store.api_token_by_hash(&domain::secrets::hash(token), domain::store::now_ms()).await.unwrap();
+    let found = store
+        .api_token_by_hash(&domain::secrets::hash(token), domain::store::now_ms())
+        .await
+        .unwrap();
     assert!(found.is_some(), "the printed token is valid");
     let audit: Vec<String> = sqlx::query_scalar("SELECT detail_json || action FROM audit_log")
         .fetch_all(store.pool())

@@ -118,7 +118,15 @@ async fn dev_becomes_ready_stops_every_child_on_sigterm_and_keeps_data_across_re
     // Bootstrap works against a running dev install, once.
     let boot = |force: bool| {
         let mut cmd = std::process::Command::new(BIN);
-        cmd.args(["admin", "bootstrap", "--email", "root@example.com", "--output", "json", "--data-dir"]);
+        cmd.args([
+            "admin",
+            "bootstrap",
+            "--email",
+            "root@example.com",
+            "--output",
+            "json",
+            "--data-dir",
+        ]);
         cmd.arg(&dir);
         if force {
             cmd.arg("--force");

@@ -354,3 +354,57 @@ async fn sign_up_refuses_bad_input_naming_the_field_and_creates_nothing() {
     assert_eq!(r.body["details"]["field"], "display_name");
     assert_eq!(api.state.store.count_users().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn sign_up_and_sign_in_challenges_pass_the_bot_check_of_the_turnstile_stand_in() {
+    let stand_in =
+        testkit::turnstile::TurnstileStandIn::start("ts-secret", "good-token").await.unwrap();
+    let url = stand_in.siteverify_url();
+    let api = Api::start_with(|c| {
+        c.turnstile.secret = secrecy::SecretString::from("ts-secret".to_string());
+        c.turnstile.site_key = "site-key-1".into();
+        c.turnstile.siteverify_url = url;
+    })
+    .await;
+    let mut b = api.browser();
+    let body = |token: Option<&str>| json!({"email": "bot@example.com", "display_name": "Bot", "bot_check": token});
+    let r = b.post("/api/v1/auth/signup/start", body(None)).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.body["details"]["field"], "bot_check");
+    let r = b.post("/api/v1/auth/signup/start", body(Some("forged"))).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = b.post("/api/v1/auth/signup/start", body(Some("good-token"))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let cred = b.register(&r.body["options"]);
+    let fin = b
+        .post(
+            "/api/v1/auth/signup/finish",
+            json!({"ceremony_id": r.body["ceremony_id"], "credential": cred}),
+        )
+        .await;
+    assert_eq!(fin.status, 200);
+
+    let r = b.post("/api/v1/auth/signin/start", json!({"email": "bot@example.com"})).await;
+    assert_eq!(r.status, 400);
+    let r = b
+        .post(
+            "/api/v1/auth/signin/start",
+            json!({"email": "bot@example.com", "bot_check": "good-token"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // The stand-in saw the client's address; the page carries the site key.
+    assert!(stand_in.received().iter().all(|rcv| rcv.remoteip.as_deref() == Some("127.0.0.1")));
+    let page = reqwest::get(format!("{}/signup", api.base)).await.unwrap().text().await.unwrap();
+    assert!(page.contains("site-key-1"));
+
+    // Turnstile down: fail closed, and say it is temporary.
+    stand_in.stop().await;
+    let r = b
+        .post(
+            "/api/v1/auth/signin/start",
+            json!({"email": "bot@example.com", "bot_check": "good-token"}),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+}

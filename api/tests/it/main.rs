@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod authz;
+mod browser;
 mod browserish;
 mod commands;
 mod dev_command;

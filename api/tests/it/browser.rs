@@ -1,0 +1,555 @@
+//! The web UI in a real browser: headless Chromium driven over CDP (chromiumoxide), each person
+//! with Chromium's virtual WebAuthn authenticator as their device, against the API served
+//! in-process on `http://localhost:PORT` (so the test can also read the store). Setup and its
+//! pitfalls: `notes/browser-passkeys.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::page::{
+    EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
+};
+use chromiumoxide::cdp::browser_protocol::web_authn::{
+    AddCredentialParams, AddVirtualAuthenticatorParams, AuthenticatorId, AuthenticatorProtocol,
+    AuthenticatorTransport, Credential, EnableParams, GetCredentialsParams,
+    VirtualAuthenticatorOptions,
+};
+use chromiumoxide::handler::viewport::Viewport;
+use chromiumoxide::page::{Page, ScreenshotParams};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::browserish::Api;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long any one thing may take to appear. Generous: CI runs this on 2 busy cores.
+const DEADLINE: Duration = Duration::from_secs(20);
+const POLL_EVERY: Duration = Duration::from_millis(25);
+
+/// One Chromium process with its own throwaway profile, so browsers share no cookies and
+/// parallel tests do not collide on chromiumoxide's default profile folder.
+struct Chromium {
+    browser: Browser,
+    handler: tokio::task::JoinHandle<()>,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    async fn launch(who: &'static str) -> Chromium {
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: the browser tests need it; `make test` installs it"
+        );
+        let profile = tempfile::Builder::new().prefix("bf-chromium-").tempdir().unwrap();
+        let config = BrowserConfig::builder()
+            .chrome_executable(CHROMIUM)
+            // We may run as root in CI, where Chromium's sandbox cannot start.
+            .no_sandbox()
+            .user_data_dir(profile.path())
+            // Wide enough that the navigation never wraps under the page's narrow-screen rules.
+            .viewport(Viewport { width: 1280, height: 900, ..Viewport::default() })
+            // chromiumoxide adds the leading `--` itself; `--x` would become `----x` and be ignored.
+            .args([
+                "disable-gpu",
+                "disable-quic",
+                "no-first-run",
+                "disable-background-networking",
+                "disable-component-update",
+                "disable-sync",
+            ])
+            .build()
+            .unwrap();
+        let (browser, mut handler) = Browser::launch(config)
+            .await
+            .unwrap_or_else(|e| panic!("launching {CHROMIUM} for {who}: {e}"));
+        // The handler drives the CDP websocket: nothing happens unless it is polled.
+        let handler = tokio::spawn(async move {
+            while let Some(event) = handler.next().await {
+                if let Err(e) = event {
+                    eprintln!("{who}'s browser: the CDP connection ended: {e}");
+                    break;
+                }
+            }
+        });
+        Chromium { browser, handler, _profile: profile }
+    }
+
+    /// A new tab with a virtual platform authenticator (a device with a fingerprint reader):
+    /// authenticators belong to one page, so every tab gets its own.
+    async fn tab(&self, who: &'static str, base: &str) -> Tab {
+        let page = self.browser.new_page("about:blank").await.unwrap();
+        // Without `enable` first, adding an authenticator fails ("environment not enabled").
+        page.execute(EnableParams::builder().enable_ui(false).build()).await.unwrap();
+        let options = VirtualAuthenticatorOptions::builder()
+            .protocol(AuthenticatorProtocol::Ctap2)
+            .transport(AuthenticatorTransport::Internal)
+            .has_resident_key(true)
+            .has_user_verification(true)
+            .is_user_verified(true)
+            .automatic_presence_simulation(true)
+            .build()
+            .unwrap();
+        let authenticator = page
+            .execute(AddVirtualAuthenticatorParams::new(options))
+            .await
+            .unwrap()
+            .result
+            .authenticator_id;
+
+        // Destructive forms ask `confirm()` first; a dialog nobody answers stalls the page. Say
+        // yes, as the person would, and keep the question so the test can check it was asked.
+        let dialogs = Arc::new(Mutex::new(Vec::new()));
+        let mut opening = page.event_listener::<EventJavascriptDialogOpening>().await.unwrap();
+        let (answer, seen) = (page.clone(), dialogs.clone());
+        tokio::spawn(async move {
+            while let Some(dialog) = opening.next().await {
+                seen.lock().unwrap().push(dialog.message.clone());
+                if let Err(e) = answer.execute(HandleJavaScriptDialogParams::new(true)).await {
+                    eprintln!("{who}: could not answer the dialog {:?}: {e}", dialog.message);
+                }
+            }
+        });
+
+        Tab { who, base: base.to_string(), page, authenticator, dialogs }
+    }
+
+    async fn close(mut self) {
+        self.browser.close().await.unwrap();
+        self.browser.wait().await.unwrap();
+        self.handler.abort();
+    }
+}
+
+/// A tab as one person uses it. Nothing in chromiumoxide waits on its own, so every step that
+/// changes the page waits for its visible result, with a deadline.
+struct Tab {
+    who: &'static str,
+    base: String,
+    page: Page,
+    authenticator: AuthenticatorId,
+    dialogs: Arc<Mutex<Vec<String>>>,
+}
+
+/// A JavaScript string literal (JSON is valid JavaScript).
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+impl Tab {
+    /// Evaluates an expression (awaiting a promise), or says why not.
+    async fn try_eval(&self, expression: &str) -> Result<Value, String> {
+        let result = self.page.evaluate_expression(expression).await.map_err(|e| e.to_string())?;
+        Ok(result.value().cloned().unwrap_or(Value::Null))
+    }
+
+    async fn eval<T: DeserializeOwned>(&self, expression: &str) -> T {
+        let value = match self.try_eval(expression).await {
+            Ok(v) => v,
+            Err(e) => {
+                panic!("{}: evaluating {expression}: {e}\n{}", self.who, self.describe().await)
+            }
+        };
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| {
+            panic!("{}: {expression} gave {value}: {e}", self.who);
+        })
+    }
+
+    /// Where the tab is and what it says, for failure messages.
+    async fn describe(&self) -> String {
+        let seen = self
+            .try_eval(
+                "JSON.stringify({url: location.href, title: document.title, \
+                 passkeyStatus: document.querySelector('#passkey-status')?.dataset.state, \
+                 statusText: document.querySelector('#passkey-status')?.textContent, \
+                 flash: document.querySelector('.flash')?.textContent, \
+                 body: document.body?.innerText.slice(0, 600)})",
+            )
+            .await;
+        let url = self.page.url().await.ok().flatten();
+        format!("{}'s tab (CDP url {url:?}): {seen:?}", self.who)
+    }
+
+    /// Polls `expression` until it gives something other than null, false or undefined (an
+    /// evaluation that fails mid-navigation counts as "not yet"), and returns that.
+    async fn wait_for<T: DeserializeOwned>(&self, what: &str, expression: &str) -> T {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let last = self.try_eval(expression).await;
+            if let Ok(v) = &last {
+                if !v.is_null() && *v != Value::Bool(false) {
+                    return serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+                        panic!("{}: waiting for {what}, got {v}: {e}", self.who)
+                    });
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no {what} after {DEADLINE:?} (last answer {last:?})\n{}",
+                    self.who,
+                    self.describe().await
+                );
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// Flags the current document so [`Tab::wait_for_new_document`] can tell it from the
+    /// next one (a URL alone cannot: a form may post back to the page it is on).
+    async fn mark_document(&self) {
+        self.eval::<Value>("window.__bfOldDocument = true").await;
+    }
+
+    /// Waits until a document loaded after [`Tab::mark_document`] has finished loading; returns
+    /// its path and query.
+    async fn wait_for_new_document(&self) -> String {
+        self.wait_for(
+            "new page",
+            "!window.__bfOldDocument && document.readyState === 'complete' \
+             && location.pathname + location.search",
+        )
+        .await
+    }
+
+    /// Opens `path` (never a same-page `#fragment` change: no new document would come), waits
+    /// for it to load and returns where the browser ended up after redirects.
+    async fn open(&self, path: &str) -> String {
+        self.mark_document().await;
+        let url = format!("{}{path}", self.base);
+        if let Err(e) = self.page.goto(url.as_str()).await {
+            panic!("{}: opening {url}: {e}\n{}", self.who, self.describe().await);
+        }
+        self.wait_for_new_document().await
+    }
+
+    /// Types into a field the way a script would: sets the value and fires the events a
+    /// person's typing fires.
+    async fn fill(&self, selector: &str, value: &str) {
+        let found: bool = self
+            .eval(&format!(
+                "(() => {{ const el = document.querySelector({sel}); if (!el) return false; \
+                 el.focus(); el.value = {value}; \
+                 el.dispatchEvent(new Event('input', {{bubbles: true}})); \
+                 el.dispatchEvent(new Event('change', {{bubbles: true}})); \
+                 return el.value === {value}; }})()",
+                sel = js(selector),
+                value = js(value),
+            ))
+            .await;
+        assert!(
+            found,
+            "{}: no field {selector} that takes {value:?}\n{}",
+            self.who,
+            self.describe().await
+        );
+    }
+
+    /// A real mouse click (scrolled into view) on the element.
+    async fn click(&self, selector: &str) {
+        let element = match self.page.find_element(selector).await {
+            Ok(el) => el,
+            Err(e) => {
+                panic!("{}: no {selector} to click: {e}\n{}", self.who, self.describe().await)
+            }
+        };
+        if let Err(e) = element.click().await {
+            panic!("{}: clicking {selector}: {e}\n{}", self.who, self.describe().await);
+        }
+    }
+
+    /// Clicks something that loads another page (a link, a form's button); returns the new
+    /// page's path and query.
+    async fn click_to_next_page(&self, selector: &str) -> String {
+        self.mark_document().await;
+        self.click(selector).await;
+        self.wait_for_new_document().await
+    }
+
+    /// Submits a passkey form and waits for the script's verdict in `#passkey-status`.
+    /// Returns the state (`signed-up`, `error`, …) and its text.
+    async fn run_passkey_form(&self, form: &str) -> (String, String) {
+        // A leftover state from an earlier try must not pass for this one's.
+        self.eval::<Value>("document.querySelector('#passkey-status').dataset.state = 'idle'")
+            .await;
+        self.click(&format!("{form} button[type=submit]")).await;
+        self.wait_for(
+            "passkey verdict",
+            "(() => { const s = document.querySelector('#passkey-status'); \
+             return s && !['idle', 'busy'].includes(s.dataset.state) \
+             && [s.dataset.state, s.textContent]; })()",
+        )
+        .await
+    }
+
+    /// Signs up with this tab's authenticator; returns the recovery codes the page shows.
+    async fn sign_up(&self, email: &str, name: &str) -> Vec<String> {
+        self.fill("#signup-email", email).await;
+        self.fill("#signup-display-name", name).await;
+        let (state, text) = self.run_passkey_form("#signup-form").await;
+        assert_eq!(state, "signed-up", "{}: sign-up said {text:?}", self.who);
+        let codes: String = self
+            .wait_for(
+                "recovery codes",
+                "!document.querySelector('#recovery-codes').hidden \
+                 && document.querySelector('#recovery-codes-list').textContent",
+            )
+            .await;
+        codes.lines().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
+    }
+
+    /// Signs in at `/signin` with this tab's authenticator; returns where the script sent the
+    /// browser afterwards.
+    async fn sign_in(&self, email: &str) -> String {
+        assert_eq!(self.open("/signin").await, "/signin");
+        self.fill("#signin-email", email).await;
+        // Success navigates away at once, so the verdict is either an error on this page or
+        // the next page.
+        self.mark_document().await;
+        self.eval::<Value>("document.querySelector('#passkey-status').dataset.state = 'idle'")
+            .await;
+        self.click("#signin-form button[type=submit]").await;
+        let outcome: String = self
+            .wait_for(
+                "sign-in result",
+                "(() => { const s = document.querySelector('#passkey-status'); \
+                 if (window.__bfOldDocument) return s?.dataset.state === 'error' \
+                   && 'error: ' + s.textContent; \
+                 return document.readyState === 'complete' && location.pathname + location.search; })()",
+            )
+            .await;
+        assert!(!outcome.starts_with("error: "), "{}: sign-in failed: {outcome}", self.who);
+        outcome
+    }
+
+    async fn count(&self, selector: &str) -> usize {
+        self.eval(&format!("document.querySelectorAll({}).length", js(selector))).await
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        let text: Option<String> =
+            self.eval(&format!("document.querySelector({})?.textContent", js(selector))).await;
+        text.unwrap_or_else(|| panic!("{}: no {selector}\n{}", self.who, "")).trim().to_string()
+    }
+
+    /// A request from this page's own JavaScript (its cookies, its CSRF token); returns the
+    /// status and the body's `message`, if any.
+    async fn fetch(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let body = body.map_or("undefined".to_string(), |b| js(&b.to_string()));
+        self.eval(&format!(
+            "fetch({path}, {{method: {method}, headers: {{'content-type': 'application/json', \
+             'x-csrf-token': document.querySelector('meta[name=csrf-token]')?.content ?? ''}}, \
+             body: {body}}}) \
+             .then(async r => {{ const t = await r.text(); let m = ''; \
+               try {{ m = JSON.parse(t).message ?? ''; }} catch (_) {{}} return [r.status, m]; }})",
+            path = js(path),
+            method = js(method),
+        ))
+        .await
+    }
+
+    /// The credentials this tab's authenticator holds (private keys included).
+    async fn credentials(&self) -> Vec<Credential> {
+        self.page
+            .execute(GetCredentialsParams::new(self.authenticator.clone()))
+            .await
+            .unwrap()
+            .result
+            .credentials
+    }
+
+    fn dialogs(&self) -> Vec<String> {
+        self.dialogs.lock().unwrap().clone()
+    }
+}
+
+/// Where a screenshot for humans goes: the workspace's `target/`.
+fn screenshot_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join(name)
+}
+
+/// The audit trail of one workspace, oldest first, as (action, actor email).
+async fn audit_trail(api: &Api, workspace: &domain::ids::WorkspaceId) -> Vec<(String, String)> {
+    let mut entries = api.state.store.list_audit(workspace, 500, None).await.unwrap();
+    entries.reverse();
+    let mut trail = Vec::new();
+    for e in entries {
+        let actor = match &e.actor {
+            Some(id) => api.state.store.user_by_id(id).await.unwrap().unwrap().email.to_string(),
+            None => "system".to_string(),
+        };
+        trail.push((e.action, actor));
+    }
+    trail
+}
+
+async fn workspace_of(
+    api: &Api,
+    email: &str,
+    personal: bool,
+    slug: &str,
+) -> domain::ids::WorkspaceId {
+    let email = domain::ids::Email::parse(email).unwrap();
+    let user = api.state.store.user_by_email(&email).await.unwrap().unwrap();
+    let all = api.state.store.workspaces_for_user(&user.id).await.unwrap();
+    all.into_iter()
+        .find(|w| if personal { w.workspace.personal } else { w.workspace.slug.as_str() == slug })
+        .unwrap()
+        .workspace
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_anything_and_a_revoked_session_is_locked_out()
+ {
+    let api = Api::start().await;
+    let base = api.base.clone();
+    let started = Instant::now();
+
+    // 1. Alice signs up on her laptop: the passkey ceremony runs in the page, against her
+    //    device's authenticator, and the page shows her recovery codes once.
+    let laptop = Chromium::launch("alice").await;
+    let alice = laptop.tab("alice", &base).await;
+    assert_eq!(alice.open("/signup").await, "/signup");
+    let codes = alice.sign_up("alice@example.com", "Alice").await;
+    assert_eq!(codes.len(), 10, "recovery codes shown: {codes:?}");
+
+    // 2. She creates a workspace with the form.
+    assert_eq!(alice.open("/workspaces/new").await, "/workspaces/new");
+    alice.fill("#ws-name", "Team").await;
+    alice.fill("#ws-slug", "team").await;
+    assert_eq!(
+        alice.click_to_next_page("form[action='/workspaces'] button[type=submit]").await,
+        "/w/team/members"
+    );
+    assert_eq!(alice.text(".flash").await, "Workspace created.");
+
+    // 3. She invites Victor as a viewer; the link is shown once, on the page.
+    alice.fill("#invite-email", "victor@example.com").await;
+    alice.fill("#invite-role", "viewer").await;
+    alice.click_to_next_page("form[action='/w/team/invites'] button[type=submit]").await;
+    let link = alice.text("#invite-link").await;
+    let invite_path =
+        link.strip_prefix(base.as_str()).unwrap_or_else(|| panic!("invite link {link:?}"));
+    assert!(invite_path.starts_with("/invite/bfi_"), "{link}");
+    assert_eq!(alice.count("#invites-heading ~ table tbody tr").await, 1, "one pending invite");
+
+    // 4. Victor, on his own computer with his own device, follows the link: he signs up from
+    //    it, comes back to it, and accepts.
+    let victors_laptop = Chromium::launch("victor").await;
+    let victor = victors_laptop.tab("victor", &base).await;
+    let signup = format!("/signup?return_to={invite_path}");
+    assert_eq!(victor.open(&signup).await, signup);
+    assert_eq!(victor.sign_up("victor@example.com", "Victor").await.len(), 10);
+    // "I saved these codes" leads back to the invitation.
+    assert_eq!(victor.click_to_next_page("#recovery-codes-done").await, invite_path);
+    assert_eq!(victor.text("#invite-heading").await, "Join Team");
+    assert!(victor.text("main .lead").await.contains("viewer"));
+    let accept = format!("form[action='{invite_path}/accept'] button[type=submit]");
+    assert_eq!(victor.click_to_next_page(&accept).await, "/w/team/members");
+    assert_eq!(victor.text(".flash").await, "Welcome to the workspace.");
+    assert_eq!(victor.text(".page-head .badge").await, "viewer");
+    assert_eq!(victor.count("#members-heading ~ table tbody tr").await, 2);
+    // A viewer is shown nothing to change...
+    for control in ["form[action$='/role']", "form[action$='/remove']", "form[action$='/invites']"]
+    {
+        assert_eq!(victor.count(control).await, 0, "a viewer sees {control}");
+    }
+    // ...and a request crafted in his browser (his cookie, his valid CSRF token) is refused
+    // for his role, not for a missing token.
+    let (status, message) = victor
+        .fetch(
+            "POST",
+            "/api/v1/workspaces/team/invites",
+            Some(serde_json::json!({"email": "x@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(
+        (status, message.as_str()),
+        (403, "your role in this workspace does not allow this")
+    );
+    assert_eq!(victor.fetch("GET", "/w/team/audit", None).await.0, 403);
+    // The same browser can read what a viewer may read: the refusals are about the role.
+    assert_eq!(victor.fetch("GET", "/api/v1/workspaces/team/members", None).await.0, 200);
+
+    // 5. He signs out with the button, and back in with his passkey.
+    assert_eq!(victor.click_to_next_page("form[action='/signout'] button[type=submit]").await, "/");
+    assert_eq!(victor.text(".flash").await, "Signed out.");
+    assert_eq!(victor.count("form[action='/signout']").await, 0, "still looks signed in");
+    assert_eq!(victor.sign_in("victor@example.com").await, "/");
+    assert_eq!(victor.count("form[action='/signout']").await, 1, "signed in, per the navigation");
+
+    // 6. Victor also signs in on a second computer. A virtual authenticator lives in one tab,
+    //    so his passkey is copied over (as a synced passkey would be), keeping its counter.
+    let credentials = victor.credentials().await;
+    assert_eq!(credentials.len(), 1, "victor's device holds one passkey");
+    let desktop = Chromium::launch("victor's desktop").await;
+    let second = desktop.tab("victor's desktop", &base).await;
+    second
+        .page
+        .execute(AddCredentialParams::new(second.authenticator.clone(), credentials[0].clone()))
+        .await
+        .unwrap();
+    assert_eq!(second.sign_in("victor@example.com").await, "/");
+    assert_eq!(second.open("/account").await, "/account");
+
+    // On his laptop he sees both sessions and revokes the other one.
+    assert_eq!(victor.open("/account#sessions").await, "/account");
+    assert_eq!(victor.count("#sessions tbody tr").await, 2);
+    assert_eq!(victor.count("#sessions .badge.current").await, 1);
+    let revoke = "#sessions form[action$='/revoke'] button[type=submit]";
+    assert_eq!(victor.count(revoke).await, 1, "only the other session has a Revoke button");
+    assert_eq!(victor.click_to_next_page(revoke).await, "/account");
+    assert!(
+        victor.dialogs().iter().any(|d| d.starts_with("Sign out ")),
+        "the page asked before revoking: {:?}",
+        victor.dialogs()
+    );
+    assert_eq!(victor.text(".flash").await, "Session revoked: it is signed out now.");
+    assert_eq!(victor.count("#sessions tbody tr").await, 1);
+    // The revoked browser is out on its very next request; the laptop is not.
+    assert_eq!(second.open("/account").await, "/signin?return_to=%2Faccount");
+    assert_eq!(victor.open("/account").await, "/account");
+
+    // 7. Alice sees Victor among the members, and the invitation in the audit log.
+    assert_eq!(alice.open("/w/team/members").await, "/w/team/members");
+    let people = alice.text("#members-heading ~ table tbody").await;
+    assert!(people.contains("victor@example.com") && people.contains("viewer"), "{people}");
+    let shot = screenshot_path("browser-members.png");
+    alice
+        .page
+        .save_screenshot(ScreenshotParams::builder().full_page(true).build(), &shot)
+        .await
+        .unwrap();
+    assert_eq!(alice.open("/w/team/audit").await, "/w/team/audit");
+    let log = alice.text("table.audit tbody").await;
+    for action in ["workspace.create", "invite.create", "invite.accept"] {
+        assert!(log.contains(action), "the audit page lacks {action}: {log}");
+    }
+
+    // The store recorded who did what: account events in each person's personal workspace,
+    // workspace events in the team's.
+    let has = |trail: &[(String, String)], action: &str, who: &str| {
+        trail.iter().filter(|(a, w)| a == action && w == who).count()
+    };
+    let alices = audit_trail(&api, &workspace_of(&api, "alice@example.com", true, "").await).await;
+    assert_eq!(has(&alices, "auth.signup", "alice@example.com"), 1, "{alices:?}");
+    let victors =
+        audit_trail(&api, &workspace_of(&api, "victor@example.com", true, "").await).await;
+    for (action, times) in
+        [("auth.signup", 1), ("auth.signout", 1), ("auth.signin", 2), ("session.revoke", 1)]
+    {
+        assert_eq!(has(&victors, action, "victor@example.com"), times, "{action} in {victors:?}");
+    }
+    let team =
+        audit_trail(&api, &workspace_of(&api, "alice@example.com", false, "team").await).await;
+    assert_eq!(has(&team, "workspace.create", "alice@example.com"), 1, "{team:?}");
+    assert_eq!(has(&team, "invite.create", "alice@example.com"), 1, "{team:?}");
+    assert_eq!(has(&team, "invite.accept", "victor@example.com"), 1, "{team:?}");
+
+    for browser in [laptop, victors_laptop, desktop] {
+        browser.close().await;
+    }
+    eprintln!("browser story took {:?}; screenshot: {}", started.elapsed(), shot.display());
+}
