@@ -26,6 +26,16 @@ struct PasskeyContext {
     name: String,
 }
 
+fn parse_passkeys(
+    stored: &[domain::store::PasskeyRecord],
+) -> Result<Vec<passkeys::Passkey>, AppError> {
+    stored
+        .iter()
+        .map(|p| passkeys::passkey_from_json(&p.passkey_json))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AppError::Internal(e.into()))
+}
+
 pub fn user_info(u: &User) -> sdk::UserInfo {
     sdk::UserInfo {
         id: u.id.to_string(),
@@ -260,11 +270,7 @@ pub async fn signin_start(
         state.store.append_audit(&e).await?;
         return Err(AppError::invalid("email", "email: no account with a passkey uses this email"));
     };
-    let keys = stored
-        .iter()
-        .map(|p| passkeys::passkey_from_json(&p.passkey_json))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let keys = parse_passkeys(&stored)?;
     let (rcr, st) =
         state.passkeys.start_authentication(&keys).map_err(|e| AppError::Internal(e.into()))?;
     let id = state
@@ -301,11 +307,7 @@ pub async fn signin_finish(
     let user_id = ceremony.user_id.ok_or(AppError::NotFound)?;
     let user = state.store.user_by_id(&user_id).await?.ok_or(AppError::NotFound)?;
     let stored = state.store.passkeys_for_user(&user.id).await?;
-    let keys = stored
-        .iter()
-        .map(|p| passkeys::passkey_from_json(&p.passkey_json))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let keys = parse_passkeys(&stored)?;
     let fail = |reason: &'static str| {
         let e = meta
             .audit("auth.signin_failed")
@@ -427,11 +429,7 @@ pub async fn passkey_add_start(
 ) -> Result<sdk::CeremonyChallenge, AppError> {
     let name = passkey_name(&req.name)?;
     let stored = state.store.passkeys_for_user(&principal.user.id).await?;
-    let keys = stored
-        .iter()
-        .map(|p| passkeys::passkey_from_json(&p.passkey_json))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let keys = parse_passkeys(&stored)?;
     let u = &principal.user;
     let (ccr, st) = state
         .passkeys

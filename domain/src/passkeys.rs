@@ -2,8 +2,9 @@
 //! flows ask for it and refuse assertions without the UV flag). Ceremony state never leaves
 //! the server: callers store it with `Store::put_ceremony` and take it back exactly once.
 
+pub use webauthn_rs::prelude::Passkey;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    CreationChallengeResponse, CredentialID, PasskeyAuthentication, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
     Webauthn, WebauthnBuilder, WebauthnError,
 };

@@ -1,6 +1,6 @@
 //! Sign-up: everything a new account needs, created together or not at all.
 
-use super::{Store, StoreError, User, Workspace, conflict_on_unique, workspaces};
+use super::{Store, StoreError, User, Workspace, conflict_on_unique, users};
 use crate::ids::{DisplayName, Email, PasskeyId, RecoveryCodeId, UserId};
 
 /// The first passkey of a new account.
@@ -32,18 +32,7 @@ impl Store {
             created_at: now,
         };
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, email, display_name, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.email.as_str())
-        .bind(user.display_name.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_on_unique("email"))?;
-        let workspace = workspaces::insert_personal(&mut tx, &user, now).await?;
+        let workspace = users::insert_with_personal_workspace(&mut tx, &user).await?;
         sqlx::query(
             "INSERT INTO passkeys (id, user_id, credential_id, name, passkey_json, sign_count, created_at)
              VALUES ($1, $2, $3, $4, $5, 0, $6)",

@@ -61,18 +61,7 @@ impl Store {
             created_at: now,
         };
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, email, display_name, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.email.as_str())
-        .bind(user.display_name.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_on_unique("email"))?;
-        let workspace = workspaces::insert_personal(&mut tx, &user, now).await?;
+        let workspace = insert_with_personal_workspace(&mut tx, &user).await?;
         tx.commit().await?;
         Ok((user, workspace))
     }
@@ -95,4 +84,24 @@ impl Store {
         let n: i64 = col(&row, "n")?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative user count {n}")))
     }
+}
+
+/// Inserts `user` and their personal workspace (with the owner membership) inside `tx`.
+/// A taken email is `Conflict { what: "email" }`.
+pub(super) async fn insert_with_personal_workspace(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user: &User,
+) -> Result<Workspace, StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, email, display_name, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(user.id.as_str())
+    .bind(user.email.as_str())
+    .bind(user.display_name.as_str())
+    .bind(user.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict_on_unique("email"))?;
+    workspaces::insert_personal(tx, user, user.created_at).await
 }
