@@ -7,8 +7,10 @@ pub mod error;
 pub mod identity;
 pub mod routes;
 pub mod types;
+pub mod workspace_views;
 
 pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorCode};
 pub use identity::*;
 pub use types::*;
+pub use workspace_views::*;
