@@ -77,3 +77,16 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
     cur.to_string()
 }
+
+/// A health report at most 15 s old, for pages.
+pub async fn cached(state: &AppState) -> HealthResponse {
+    let mut cache = state.health_cache.lock().await;
+    if let Some((at, report)) = cache.as_ref()
+        && at.elapsed() < Duration::from_secs(15)
+    {
+        return report.clone();
+    }
+    let report = check_all(state).await;
+    *cache = Some((std::time::Instant::now(), report.clone()));
+    report
+}

@@ -24,7 +24,8 @@ pub fn router(state: AppState) -> Router {
         .route(routes::VERSION, get(version_handler))
         .route(routes::METRICS, get(metrics_handler))
         .route(web::STYLESHEET_PATH, get(stylesheet))
-        .route(web::PASSKEYS_JS_PATH, get(passkeys_js))
+        .route(web::PASSKEYS_JS_PATH, get(|| script(web::PASSKEYS_JS)))
+        .route(web::LIVE_JS_PATH, get(|| script(web::LIVE_JS)))
         .merge(crate::routes::mount(&state, route_table()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::csrf_guard))
@@ -71,13 +72,13 @@ async fn metrics_handler() -> impl IntoResponse {
     )
 }
 
-async fn passkeys_js() -> impl IntoResponse {
+async fn script(body: &'static str) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
-        web::PASSKEYS_JS,
+        body,
     )
 }
 

@@ -123,7 +123,11 @@ async fn home(
         Ok(v) => v,
         Err(e) => return render_error(e),
     };
-    let report = health::check_all(&s).await;
+    // Signed in: the dashboard of the first workspace (the personal one).
+    if let Some(ws) = v.me.as_ref().and_then(|m| m.workspaces.first()) {
+        return Redirect::to(&format!("/w/{}", ws.slug)).into_response();
+    }
+    let report = health::cached(&s).await;
     page(
         StatusCode::OK,
         web::pages::home_with(&v.ctx(&s, None), &crate::http::version(), &report),
@@ -366,7 +370,7 @@ struct SwitchQuery {
 
 async fn switch(Query(q): Query<SwitchQuery>) -> Response {
     let slug: String = url::form_urlencoded::byte_serialize(q.ws.as_bytes()).collect();
-    Redirect::to(&format!("/w/{slug}/members")).into_response()
+    Redirect::to(&format!("/w/{slug}")).into_response()
 }
 
 async fn new_workspace(
@@ -600,6 +604,106 @@ async fn invite_accept(
     }
 }
 
+async fn dashboard(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let d = workspaces::dashboard(&s, &c).await?;
+        Ok::<_, AppError>(page(
+            StatusCode::OK,
+            web::pages::dashboard(&v.ctx(&s, Some(c.workspace.slug.as_str())), &d),
+            v.flash.is_some(),
+        ))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+#[derive(Deserialize)]
+struct SessionsFilter {
+    #[serde(default)]
+    show_ended: bool,
+}
+
+async fn sessions(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Query(q): Query<SessionsFilter>,
+) -> Response {
+    let result = async {
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let list = workspaces::sessions(&s, &c, q.show_ended).await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        Ok::<_, AppError>(page(
+            StatusCode::OK,
+            web::pages::sessions(&v.ctx(&s, Some(ws.slug.as_str())), &ws, &list, q.show_ended),
+            v.flash.is_some(),
+        ))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+async fn templates(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let list = workspaces::templates(&s, &c).await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        Ok::<_, AppError>(page(
+            StatusCode::OK,
+            web::pages::templates(&v.ctx(&s, Some(ws.slug.as_str())), &ws, &list),
+            v.flash.is_some(),
+        ))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+async fn settings(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        let can = policy::allows(c.role, Permission::ManageWorkspace);
+        Ok::<_, AppError>(page(
+            StatusCode::OK,
+            web::pages::settings(&v.ctx(&s, Some(ws.slug.as_str())), &ws, can),
+            v.flash.is_some(),
+        ))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+async fn settings_post(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Form(f): Form<NameForm>,
+) -> Response {
+    let back = format!("/w/{}/settings", c.workspace.slug);
+    match workspaces::rename(&s, &m, &p, &c, &f.name).await {
+        Ok(_) => done(&back, true, "Workspace renamed."),
+        Err(e) => failed(&back, e),
+    }
+}
+
 /// Every page route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -627,6 +731,16 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::GET, "/switch", User, get(switch)),
         RouteDef::new(M::GET, "/workspaces/new", User, get(new_workspace)),
         RouteDef::new(M::POST, "/workspaces", User, post(workspace_create)),
+        RouteDef::new(M::GET, "/w/{ws}", Workspace(P::ViewWorkspace), get(dashboard)),
+        RouteDef::new(M::GET, "/w/{ws}/sessions", Workspace(P::ViewWorkspace), get(sessions)),
+        RouteDef::new(M::GET, "/w/{ws}/templates", Workspace(P::ViewWorkspace), get(templates)),
+        RouteDef::new(M::GET, "/w/{ws}/settings", Workspace(P::ViewWorkspace), get(settings)),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/settings",
+            Workspace(P::ManageWorkspace),
+            post(settings_post),
+        ),
         RouteDef::new(M::GET, "/w/{ws}/members", Workspace(P::ViewMembers), get(members)),
         RouteDef::new(
             M::POST,

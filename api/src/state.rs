@@ -25,6 +25,9 @@ pub struct Inner {
     /// The WebAuthn relying party (this installation's `public_url`).
     pub passkeys: domain::passkeys::RelyingParty,
     pub bot_check: std::sync::Arc<dyn domain::botcheck::BotCheck>,
+    /// The last health report shown on the home page, so page views do not probe every
+    /// dependency each time (`/api/health` always probes).
+    pub health_cache: tokio::sync::Mutex<Option<(std::time::Instant, sdk::HealthResponse)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +61,7 @@ impl AppState {
                 http,
                 passkeys,
                 bot_check,
+                health_cache: tokio::sync::Mutex::new(None),
             }),
         })
     }

@@ -326,6 +326,52 @@ async fn audit(
     ))
 }
 
+#[derive(Deserialize)]
+pub struct SessionsQuery {
+    /// Also list stopped and failed sessions.
+    #[serde(default)]
+    pub ended: bool,
+}
+
+async fn ws_sessions(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Query(q): Query<SessionsQuery>,
+) -> ApiResult<Vec<sdk::SessionSummary>> {
+    Ok(Json(workspaces::sessions(&s, &c, q.ended).await?))
+}
+
+async fn ws_templates(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<Vec<sdk::TemplateSummary>> {
+    Ok(Json(workspaces::templates(&s, &c).await?))
+}
+
+async fn ws_usage(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<sdk::UsageSummary> {
+    Ok(Json(workspaces::usage(&s, &c).await?))
+}
+
+async fn ws_dashboard(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<sdk::Dashboard> {
+    Ok(Json(workspaces::dashboard(&s, &c).await?))
+}
+
+async fn ws_rename(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Body(b): Body<sdk::UpdateWorkspace>,
+) -> ApiResult<sdk::WorkspaceSummary> {
+    Ok(Json(workspaces::rename(&s, &m, &p, &c, &b.name).await?))
+}
+
 /// Every `/api/v1` route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -360,6 +406,36 @@ pub fn routes() -> Vec<RouteDef> {
             "/api/v1/workspaces/{ws}",
             Workspace(P::ViewWorkspace),
             get(workspace_get),
+        ),
+        RouteDef::new(
+            M::PATCH,
+            "/api/v1/workspaces/{ws}",
+            Workspace(P::ManageWorkspace),
+            patch(ws_rename),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/dashboard",
+            Workspace(P::ViewWorkspace),
+            get(ws_dashboard),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/sessions",
+            Workspace(P::ViewWorkspace),
+            get(ws_sessions),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/templates",
+            Workspace(P::ViewWorkspace),
+            get(ws_templates),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/usage",
+            Workspace(P::ViewUsage),
+            get(ws_usage),
         ),
         RouteDef::new(
             M::GET,

@@ -336,3 +336,127 @@ fn parse_cursor(raw: &str) -> Result<AuditCursor, AppError> {
         id: domain::ids::AuditId::parse(id).map_err(|_| bad())?,
     })
 }
+
+/// Start of the usage period shown: the first day of the current month (UTC).
+pub fn usage_period_start(now_ms: i64) -> i64 {
+    let secs = now_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    // Civil-from-days (H. Hinnant), to find the first of this month without a date library.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day_of_month = doy - (153 * mp + 2) / 5 + 1;
+    (days - (day_of_month - 1)) * 86_400_000
+}
+
+pub async fn sessions(
+    state: &AppState,
+    ctx: &WorkspaceCtx,
+    include_ended: bool,
+) -> Result<Vec<sdk::SessionSummary>, AppError> {
+    let filter = domain::store::SessionFilter { include_ended, owner: None };
+    Ok(state
+        .store
+        .sessions_in_workspace(&ctx.workspace.id, filter)
+        .await?
+        .into_iter()
+        .map(|s| sdk::SessionSummary {
+            id: s.id.to_string(),
+            name: s.name,
+            state: s.state,
+            template: s.template_name,
+            owner: sdk::UserRef { id: s.owner_id.to_string(), display_name: s.owner_name },
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            last_active_at: s.last_active_at,
+        })
+        .collect())
+}
+
+pub async fn templates(
+    state: &AppState,
+    ctx: &WorkspaceCtx,
+) -> Result<Vec<sdk::TemplateSummary>, AppError> {
+    Ok(state
+        .store
+        .templates_in_workspace(&ctx.workspace.id)
+        .await?
+        .into_iter()
+        .map(|t| sdk::TemplateSummary {
+            id: t.id.to_string(),
+            name: t.name,
+            description: t.description,
+            active_version: t.active_version,
+            versions: t.versions,
+            updated_at: t.updated_at,
+            archived: t.archived,
+        })
+        .collect())
+}
+
+pub async fn usage(state: &AppState, ctx: &WorkspaceCtx) -> Result<sdk::UsageSummary, AppError> {
+    let since = usage_period_start(now_ms());
+    let u = state.store.usage_summary(&ctx.workspace.id, since).await?;
+    Ok(sdk::UsageSummary {
+        since,
+        runtime_minutes: u.runtime_minutes,
+        build_minutes: u.build_minutes,
+        storage_bytes: u.storage_bytes,
+        active_sessions: u.active_sessions,
+    })
+}
+
+pub async fn dashboard(state: &AppState, ctx: &WorkspaceCtx) -> Result<sdk::Dashboard, AppError> {
+    let recent_activity = if policy::allows(ctx.role, domain::policy::Permission::ViewAudit) {
+        Some(audit_page(state, ctx, None, None, None, Some(10)).await?.events)
+    } else {
+        None
+    };
+    Ok(sdk::Dashboard {
+        workspace: summary(&ctx.workspace, ctx.role),
+        active_sessions: sessions(state, ctx, false).await?,
+        recent_activity,
+        usage: usage(state, ctx).await?,
+    })
+}
+
+pub async fn rename(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    ctx: &WorkspaceCtx,
+    name: &str,
+) -> Result<sdk::WorkspaceSummary, AppError> {
+    let name = DisplayName::parse(name)
+        .map_err(|e| AppError::invalid("name", e.to_string().replace("display_name", "name")))?;
+    let ws = state.store.rename_workspace(&ctx.workspace.id, &name, now_ms()).await?;
+    audit(
+        state,
+        meta,
+        principal,
+        &ws,
+        "workspace.rename",
+        ("workspace", ws.id.to_string()),
+        serde_json::json!({ "from": ctx.workspace.name.to_string(), "to": ws.name.to_string() }),
+    )
+    .await?;
+    Ok(summary(&ws, ctx.role))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_period_start;
+
+    #[test]
+    fn the_usage_period_starts_on_the_first_of_the_month_utc() {
+        // 2026-11-28T11:00:00Z -> 2026-11-01T00:00:00Z
+        assert_eq!(usage_period_start(1_795_863_600_000), 1_793_491_200_000);
+        // 2024-02-29T23:59:59Z -> 2024-02-01
+        assert_eq!(usage_period_start(1_709_251_199_000), 1_706_745_600_000);
+        // Exactly the first of a month stays.
+        assert_eq!(usage_period_start(1_706_745_600_000), 1_706_745_600_000);
+    }
+}

@@ -123,6 +123,137 @@ pub(crate) fn role_badge(role: &str) -> Markup {
     html! { span class=(class) { (role) } }
 }
 
+/// The session states a list hides unless asked to show ended sessions (and the dashboard
+/// always hides): the same words `live.js` reads from `data-live-hide`.
+pub(crate) const ENDED_STATES: [&str; 3] = ["stopped", "deleted", "failed"];
+
+/// Whether a session has ended (stopped, deleted or failed).
+pub(crate) fn has_ended(s: &sdk::SessionSummary) -> bool {
+    ENDED_STATES.contains(&s.state.as_str())
+}
+
+/// A session state as a badge: `badge state state-{state}` (`state-unknown` for a word that
+/// is not one of [`sdk::SESSION_STATES`]) with `data-state`, which `live.js` rewrites in place.
+pub fn state_badge(state: &str) -> Markup {
+    let known = sdk::SESSION_STATES.contains(&state);
+    let class = format!("badge state state-{}", if known { state } else { "unknown" });
+    html! { span class=(class) data-state=(state) { (state) } }
+}
+
+/// A byte count in binary units, one decimal from KiB on: `0 B`, `999 B`, `1.5 KiB`, `2.0 GiB`.
+/// Negative counts show as `0 B`.
+pub fn human_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let bytes = u64::try_from(bytes).unwrap_or(0);
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    // Tenths of the unit, in integers: no float rounding surprises at the boundaries.
+    let mut unit = 0;
+    let mut div: u128 = 1024;
+    while unit + 1 < UNITS.len() && u128::from(bytes) * 10 / div >= 1024 * 10 - 5 {
+        unit += 1;
+        div *= 1024;
+    }
+    let tenths = (u128::from(bytes) * 10 + div / 2) / div;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+/// An integer with thousands separators: `1,234,567`.
+pub fn format_count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The "Updating…" / "not refreshed" indicator of a `data-live` region; `live.js` toggles
+/// the region's `is-updating` and `is-stale` classes and the stylesheet shows the matching
+/// text. Without the script neither shows.
+pub(crate) fn live_status() -> Markup {
+    html! {
+        span.live-status {
+            span.live-updating { "Updating…" }
+            span.live-stale { "Could not refresh: showing the last known state." }
+        }
+    }
+}
+
+/// The columns a session table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionColumns {
+    /// Name, template, owner, state, last active (the dashboard).
+    Compact,
+    /// Also when it was created (the sessions page).
+    Full,
+}
+
+/// A table of sessions, refreshed by `live.js` from `live_url`: every row has
+/// `data-session-id`, every state badge `data-state`; `hide` lists the states the page left
+/// out, so the script can tell a session that ended from one that appeared. The table scrolls
+/// horizontally inside its wrapper on narrow screens.
+pub(crate) fn session_table(
+    ctx: &PageContext,
+    caption: &str,
+    live_url: &str,
+    hide: &str,
+    sessions: &[&sdk::SessionSummary],
+    columns: SessionColumns,
+) -> Markup {
+    let me = ctx.user.map(|u| u.id.as_str());
+    html! {
+        div.table-scroll role="region" aria-label=(caption) tabindex="0" {
+            table.table.sessions data-live=(live_url) data-live-hide=(hide) {
+                caption {
+                    span.visually-hidden { (caption) }
+                    (live_status())
+                }
+                thead { tr {
+                    th scope="col" { "Name" }
+                    th scope="col" { "Template" }
+                    th scope="col" { "Owner" }
+                    th scope="col" { "State" }
+                    @if columns == SessionColumns::Full { th scope="col" { "Created" } }
+                    th scope="col" { "Last active" }
+                } }
+                tbody {
+                    @for s in sessions {
+                        tr data-session-id=(s.id) {
+                            th scope="row" { (s.name) }
+                            td { (s.template) }
+                            td {
+                                (s.owner.display_name)
+                                @if Some(s.owner.id.as_str()) == me { " " span.muted { "(you)" } }
+                            }
+                            td { (state_badge(&s.state)) }
+                            @if columns == SessionColumns::Full { td { (time(s.created_at)) } }
+                            td { (time_or(s.last_active_at, "never")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An empty list that `live.js` still watches: when a session appears, the page reloads.
+pub(crate) fn live_empty_state(live_url: &str, hide: &str, body: Markup) -> Markup {
+    html! {
+        div.empty-state data-live=(live_url) data-live-hide=(hide) {
+            (body)
+            (live_status())
+        }
+    }
+}
+
 /// A secret shown once, in a monospace box with a copy button. The button is `hidden`
 /// until the script turns it on, so nothing dead shows without JavaScript.
 pub(crate) fn copy_box(id: &str, label: &str, content: &str) -> Markup {
@@ -218,6 +349,38 @@ mod tests {
         {
             assert_eq!(safe_return_to(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn bytes_and_counts_are_human_readable() {
+        assert_eq!(human_bytes(-5), "0 B");
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(human_bytes(i64::MAX), "8.0 EiB");
+        assert_eq!(format_count(0), "0");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(1000), "1,000");
+        assert_eq!(format_count(-1_234_567), "-1,234,567");
+        assert_eq!(format_count(i64::MIN), "-9,223,372,036,854,775,808");
+    }
+
+    #[test]
+    fn state_badges_carry_a_class_per_state() {
+        for state in sdk::SESSION_STATES {
+            assert_eq!(
+                state_badge(state).into_string(),
+                format!(
+                    r#"<span class="badge state state-{state}" data-state="{state}">{state}</span>"#
+                )
+            );
+        }
+        let odd = state_badge("x\" y").into_string();
+        assert!(odd.contains(r#"class="badge state state-unknown""#), "{odd}");
+        assert!(odd.contains("data-state=\"x&quot; y\""), "{odd}");
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub const PASSKEYS_JS: &str = include_str!("../assets/passkeys.js");
 /// Path of the script; versioned like the stylesheet.
 pub const PASSKEYS_JS_PATH: &str = concat!("/assets/passkeys-", env!("CARGO_PKG_VERSION"), ".js");
 
+/// The live-update script (plain ES2020), embedded and served at [`LIVE_JS_PATH`]. It
+/// refreshes the state badges of every `[data-live]` session table every 5 s while the tab is
+/// visible (reloading when sessions come or go) and closes the account menu on Escape or an
+/// outside click. Every page works without it.
+pub const LIVE_JS: &str = include_str!("../assets/live.js");
+/// Path of the live-update script; versioned like the stylesheet.
+pub const LIVE_JS_PATH: &str = concat!("/assets/live-", env!("CARGO_PKG_VERSION"), ".js");
+
 /// The bot-check (Cloudflare Turnstile) script, loaded only when a site key is configured.
 pub const TURNSTILE_JS_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/api.js";
 
@@ -67,7 +75,19 @@ pub enum FlashKind {
 }
 
 /// The page frame shared by every page: head, navigation, banners, flash message, footer.
+/// No navigation link is marked as the current page; see [`layout_at`].
 pub fn layout(ctx: &PageContext, title: &str, body: Markup) -> Markup {
+    frame(ctx, None, title, body)
+}
+
+/// [`layout`] for a page at `current_path` (e.g. `/w/acme/sessions`, slug percent-encoded as
+/// the navigation writes it): the navigation link to exactly that path gets
+/// `aria-current="page"`.
+pub fn layout_at(ctx: &PageContext, current_path: &str, title: &str, body: Markup) -> Markup {
+    frame(ctx, Some(current_path), title, body)
+}
+
+fn frame(ctx: &PageContext, current: Option<&str>, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -81,13 +101,14 @@ pub fn layout(ctx: &PageContext, title: &str, body: Markup) -> Markup {
                 title { (title) " · BurstFlare" }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
                 script src=(PASSKEYS_JS_PATH) defer {}
+                script src=(LIVE_JS_PATH) defer {}
                 @if ctx.bot_check_site_key.is_some() {
                     script src=(TURNSTILE_JS_URL) async defer {}
                 }
             }
             body {
                 a.skip-link href="#main" { "Skip to content" }
-                (navigation(ctx))
+                (navigation(ctx, current))
                 @if ctx.must_add_passkey {
                     div.banner.warning role="region" aria-label="Account security" {
                         div.banner-inner {
@@ -122,7 +143,17 @@ fn flash(flash: Option<Flash>) -> Markup {
     }
 }
 
-fn navigation(ctx: &PageContext) -> Markup {
+/// Owners and admins manage a workspace: they see its audit log and settings.
+pub(crate) fn is_manager(role: &str) -> bool {
+    matches!(role, "owner" | "admin")
+}
+
+fn nav_link(href: &str, label: &str, current: Option<&str>) -> Markup {
+    let here = (current == Some(href)).then_some("page");
+    html! { li { a href=(href) aria-current=[here] { (label) } } }
+}
+
+fn navigation(ctx: &PageContext, current: Option<&str>) -> Markup {
     let ws = ctx.nav_workspace();
     html! {
         header.topbar {
@@ -142,15 +173,34 @@ fn navigation(ctx: &PageContext) -> Markup {
                             button.button.small.secondary type="submit" { "Switch" }
                         }
                     }
-                    ul.nav-links {
-                        li { a href="/" { "Dashboard" } }
-                        @if let Some(w) = ws {
-                            @let slug = encode_path_segment(&w.slug);
-                            li { a href={ "/w/" (slug) "/members" } { "Members" } }
-                            li { a href={ "/w/" (slug) "/audit" } { "Audit log" } }
+                    @if let Some(w) = ws {
+                        @let base = format!("/w/{}", encode_path_segment(&w.slug));
+                        ul.nav-links.ws-links {
+                            (nav_link(&base, "Dashboard", current))
+                            (nav_link(&format!("{base}/sessions"), "Sessions", current))
+                            (nav_link(&format!("{base}/templates"), "Templates", current))
+                            (nav_link(&format!("{base}/members"), "Members", current))
+                            @if is_manager(&w.role) {
+                                (nav_link(&format!("{base}/audit"), "Audit log", current))
+                                (nav_link(&format!("{base}/settings"), "Settings", current))
+                            }
                         }
-                        li { a href="/account" title=(user.email) { "Account" } }
-                        li {
+                    }
+                    details.menu {
+                        summary {
+                            span.avatar aria-hidden="true" { (initial(&user.display_name)) }
+                            span.visually-hidden { "Account menu: " }
+                            span.menu-name { (user.display_name) }
+                        }
+                        div.menu-panel {
+                            p.menu-who {
+                                strong { (user.display_name) }
+                                span.muted { (user.email) }
+                            }
+                            ul.menu-links {
+                                (nav_link("/account", "Account", current))
+                                (nav_link("/workspaces/new", "New workspace", current))
+                            }
                             form method="post" action="/signout" class="inline-form" {
                                 (csrf_field(ctx))
                                 button.linklike type="submit" { "Sign out" }
@@ -166,6 +216,11 @@ fn navigation(ctx: &PageContext) -> Markup {
             }
         }
     }
+}
+
+/// The first letter of a name, upper-cased, for the account menu's avatar.
+fn initial(name: &str) -> String {
+    name.trim().chars().next().map_or_else(|| "?".to_string(), |c| c.to_uppercase().collect())
 }
 
 const LOGO: &str = r#"<svg aria-hidden="true" width="22" height="22" viewBox="0 0 24 24"><path fill="currentColor" d="M13 2 4 14h6l-1 8 9-12h-6z"/></svg>"#;

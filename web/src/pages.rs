@@ -4,17 +4,25 @@
 mod account;
 mod audit;
 mod auth;
+mod dashboard;
 mod home;
 mod invite;
 mod members;
+mod sessions;
+mod settings;
+mod templates;
 mod workspaces;
 
 pub use account::{ShownOnce, account};
 pub use audit::audit;
 pub use auth::{recover, signin, signup};
+pub use dashboard::dashboard;
 pub use home::{error_page, error_page_with, home, home_with};
 pub use invite::invite;
 pub use members::members;
+pub use sessions::sessions;
+pub use settings::settings;
+pub use templates::templates;
 pub use workspaces::new_workspace;
 
 #[cfg(test)]

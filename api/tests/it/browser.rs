@@ -34,7 +34,7 @@ const POLL_EVERY: Duration = Duration::from_millis(25);
 struct Chromium {
     browser: Browser,
     handler: tokio::task::JoinHandle<()>,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Chromium {
@@ -74,7 +74,7 @@ impl Chromium {
                 }
             }
         });
-        Chromium { browser, handler, _profile: profile }
+        Chromium { browser, handler, profile }
     }
 
     /// A new tab with a virtual platform authenticator (a device with a fingerprint reader):
@@ -116,11 +116,37 @@ impl Chromium {
         Tab { who, base: base.to_string(), page, authenticator, dialogs }
     }
 
-    async fn close(mut self) {
-        self.browser.close().await.unwrap();
-        self.browser.wait().await.unwrap();
-        self.handler.abort();
+    async fn close(self) {
+        let Chromium { mut browser, handler, profile } = self;
+        browser.close().await.unwrap();
+        browser.wait().await.unwrap();
+        handler.abort();
+        // The browser process is gone, but its helpers (the network service, renderers) may
+        // write to the profile for a moment longer: removing it under them leaves files behind.
+        let dir = profile.path().to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let helpers = processes_mentioning(&dir);
+            if helpers.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Chromium helpers {helpers:?} outlived it by 10 s");
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+        profile.close().unwrap();
     }
+}
+
+/// Live processes whose command line mentions `needle` (Chromium passes every helper its
+/// `--user-data-dir`).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(proc) = std::fs::read_dir("/proc") else { return Vec::new() };
+    proc.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
 }
 
 /// A tab as one person uses it. Nothing in chromiumoxide waits on its own, so every step that
@@ -139,9 +165,14 @@ fn js(s: &str) -> String {
 }
 
 impl Tab {
-    /// Evaluates an expression (awaiting a promise), or says why not.
+    /// Evaluates an expression (awaiting a promise), or says why not. Bounded, so that a page
+    /// that stopped answering fails the test with a message instead of hanging it.
     async fn try_eval(&self, expression: &str) -> Result<Value, String> {
-        let result = self.page.evaluate_expression(expression).await.map_err(|e| e.to_string())?;
+        let call = self.page.evaluate_expression(expression);
+        let result = tokio::time::timeout(DEADLINE, call)
+            .await
+            .map_err(|_| format!("no answer within {DEADLINE:?}"))?
+            .map_err(|e| e.to_string())?;
         Ok(result.value().cloned().unwrap_or(Value::Null))
     }
 
@@ -178,12 +209,12 @@ impl Tab {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let last = self.try_eval(expression).await;
-            if let Ok(v) = &last {
-                if !v.is_null() && *v != Value::Bool(false) {
-                    return serde_json::from_value(v.clone()).unwrap_or_else(|e| {
-                        panic!("{}: waiting for {what}, got {v}: {e}", self.who)
-                    });
-                }
+            if let Ok(v) = &last
+                && !v.is_null()
+                && *v != Value::Bool(false)
+            {
+                return serde_json::from_value(v.clone())
+                    .unwrap_or_else(|e| panic!("{}: waiting for {what}, got {v}: {e}", self.who));
             }
             if Instant::now() > deadline {
                 panic!(
@@ -224,8 +255,8 @@ impl Tab {
         self.wait_for_new_document().await
     }
 
-    /// Types into a field the way a script would: sets the value and fires the events a
-    /// person's typing fires.
+    /// Fills a field (an input or a select): sets its value and fires the events typing or
+    /// choosing would fire.
     async fn fill(&self, selector: &str, value: &str) {
         let found: bool = self
             .eval(&format!(
@@ -299,10 +330,10 @@ impl Tab {
         codes.lines().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
     }
 
-    /// Signs in at `/signin` with this tab's authenticator; returns where the script sent the
-    /// browser afterwards.
-    async fn sign_in(&self, email: &str) -> String {
-        assert_eq!(self.open("/signin").await, "/signin");
+    /// Signs in on the sign-in page at `path` (`/signin`, maybe with a `return_to`) with this
+    /// tab's authenticator; returns where the script sent the browser afterwards.
+    async fn sign_in(&self, path: &str, email: &str) -> String {
+        assert_eq!(self.open(path).await, path);
         self.fill("#signin-email", email).await;
         // Success navigates away at once, so the verdict is either an error on this page or
         // the next page.
@@ -368,6 +399,11 @@ impl Tab {
     }
 }
 
+/// Progress with its time, so a slow or stuck CI run shows where the time went.
+fn lap(started: &Instant, what: &str) {
+    eprintln!("[{:>7.2?}] {what}", started.elapsed());
+}
+
 /// Where a screenshot for humans goes: the workspace's `target/`.
 fn screenshot_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join(name)
@@ -417,6 +453,7 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
     assert_eq!(alice.open("/signup").await, "/signup");
     let codes = alice.sign_up("alice@example.com", "Alice").await;
     assert_eq!(codes.len(), 10, "recovery codes shown: {codes:?}");
+    lap(&started, "1. alice signed up");
 
     // 2. She creates a workspace with the form.
     assert_eq!(alice.open("/workspaces/new").await, "/workspaces/new");
@@ -427,6 +464,7 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
         "/w/team/members"
     );
     assert_eq!(alice.text(".flash").await, "Workspace created.");
+    lap(&started, "2. workspace created");
 
     // 3. She invites Victor as a viewer; the link is shown once, on the page.
     alice.fill("#invite-email", "victor@example.com").await;
@@ -437,6 +475,7 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
         link.strip_prefix(base.as_str()).unwrap_or_else(|| panic!("invite link {link:?}"));
     assert!(invite_path.starts_with("/invite/bfi_"), "{link}");
     assert_eq!(alice.count("#invites-heading ~ table tbody tr").await, 1, "one pending invite");
+    lap(&started, "3. invite link shown");
 
     // 4. Victor, on his own computer with his own device, follows the link: he signs up from
     //    it, comes back to it, and accepts.
@@ -459,6 +498,7 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
     {
         assert_eq!(victor.count(control).await, 0, "a viewer sees {control}");
     }
+    assert_eq!(victor.count("form[action='/w/team/leave']").await, 1, "but he may leave");
     // ...and a request crafted in his browser (his cookie, his valid CSRF token) is refused
     // for his role, not for a missing token.
     let (status, message) = victor
@@ -475,27 +515,35 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
     assert_eq!(victor.fetch("GET", "/w/team/audit", None).await.0, 403);
     // The same browser can read what a viewer may read: the refusals are about the role.
     assert_eq!(victor.fetch("GET", "/api/v1/workspaces/team/members", None).await.0, 200);
+    lap(&started, "4. victor joined as a viewer and was refused");
 
-    // 5. He signs out with the button, and back in with his passkey.
+    // 5. He signs out with the button in the account menu, and back in with his passkey.
+    victor.click("details.menu > summary").await;
     assert_eq!(victor.click_to_next_page("form[action='/signout'] button[type=submit]").await, "/");
     assert_eq!(victor.text(".flash").await, "Signed out.");
     assert_eq!(victor.count("form[action='/signout']").await, 0, "still looks signed in");
-    assert_eq!(victor.sign_in("victor@example.com").await, "/");
+    // Signed in, `/` leads to the dashboard of his personal workspace.
+    assert!(victor.sign_in("/signin", "victor@example.com").await.starts_with("/w/"));
     assert_eq!(victor.count("form[action='/signout']").await, 1, "signed in, per the navigation");
+    lap(&started, "5. victor signed out and in");
 
     // 6. Victor also signs in on a second computer. A virtual authenticator lives in one tab,
     //    so his passkey is copied over (as a synced passkey would be), keeping its counter.
     let credentials = victor.credentials().await;
     assert_eq!(credentials.len(), 1, "victor's device holds one passkey");
     let desktop = Chromium::launch("victor's desktop").await;
-    let second = desktop.tab("victor's desktop", &base).await;
-    second
+    let victors_desktop = desktop.tab("victor's desktop", &base).await;
+    victors_desktop
         .page
-        .execute(AddCredentialParams::new(second.authenticator.clone(), credentials[0].clone()))
+        .execute(AddCredentialParams::new(
+            victors_desktop.authenticator.clone(),
+            credentials[0].clone(),
+        ))
         .await
         .unwrap();
-    assert_eq!(second.sign_in("victor@example.com").await, "/");
-    assert_eq!(second.open("/account").await, "/account");
+    // Straight to his account page: `/` waits on every dependency's health check.
+    let signin = "/signin?return_to=%2Faccount";
+    assert_eq!(victors_desktop.sign_in(signin, "victor@example.com").await, "/account");
 
     // On his laptop he sees both sessions and revokes the other one.
     assert_eq!(victor.open("/account#sessions").await, "/account");
@@ -512,8 +560,9 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
     assert_eq!(victor.text(".flash").await, "Session revoked: it is signed out now.");
     assert_eq!(victor.count("#sessions tbody tr").await, 1);
     // The revoked browser is out on its very next request; the laptop is not.
-    assert_eq!(second.open("/account").await, "/signin?return_to=%2Faccount");
+    assert_eq!(victors_desktop.open("/account").await, "/signin?return_to=%2Faccount");
     assert_eq!(victor.open("/account").await, "/account");
+    lap(&started, "6. revoked session locked out");
 
     // 7. Alice sees Victor among the members, and the invitation in the audit log.
     assert_eq!(alice.open("/w/team/members").await, "/w/team/members");
@@ -530,6 +579,7 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
     for action in ["workspace.create", "invite.create", "invite.accept"] {
         assert!(log.contains(action), "the audit page lacks {action}: {log}");
     }
+    lap(&started, "7. audit page checked");
 
     // The store recorded who did what, in order: account events in each person's personal
     // workspace (a sign-up also opens the first session: auth.signin), workspace events in
@@ -568,5 +618,68 @@ async fn a_person_signs_up_in_a_real_browser_invites_a_viewer_who_cannot_change_
     for browser in [laptop, victors_laptop, desktop] {
         browser.close().await;
     }
-    eprintln!("browser story took {:?}; screenshot: {}", started.elapsed(), shot.display());
+    lap(&started, "browsers closed");
+    eprintln!("screenshot of alice's members page: {}", shot.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_person_reaches_every_page_of_the_shell_switches_workspace_and_sees_the_audit_log()
+ {
+    let api = Api::start().await;
+    let browser = Chromium::launch("grace").await;
+    let grace = browser.tab("grace", &api.base).await;
+    assert_eq!(grace.open("/signup").await, "/signup");
+    grace.sign_up("grace@example.com", "Grace").await;
+
+    // Signed in, the home page is the dashboard of the personal workspace.
+    let home = grace.open("/").await;
+    assert!(home.starts_with("/w/grace"), "{home}");
+    let personal = home.trim_start_matches("/w/").to_string();
+    assert_eq!(grace.count("h1").await, 1);
+    assert_eq!(grace.text("nav [aria-current='page']").await, "Dashboard");
+
+    // A second workspace, then every page of the shell, each with one heading and its nav
+    // link marked current.
+    assert_eq!(grace.open("/workspaces/new").await, "/workspaces/new");
+    grace.fill("#ws-name", "Lab").await;
+    grace.fill("#ws-slug", "lab").await;
+    grace.click_to_next_page("form[action='/workspaces'] button[type=submit]").await;
+    for (path, current) in [
+        ("/w/lab", "Dashboard"),
+        ("/w/lab/sessions", "Sessions"),
+        ("/w/lab/templates", "Templates"),
+        ("/w/lab/members", "Members"),
+        ("/w/lab/audit", "Audit log"),
+        ("/w/lab/settings", "Settings"),
+    ] {
+        assert_eq!(grace.open(path).await, path);
+        assert_eq!(grace.count("h1").await, 1, "{path}");
+        assert_eq!(grace.text("nav [aria-current='page']").await, current, "{path}");
+    }
+    assert_eq!(grace.open("/account").await, "/account");
+    assert_eq!(grace.count("#passkeys tbody tr").await, 1);
+
+    // Rename the workspace from its settings page.
+    assert_eq!(grace.open("/w/lab/settings").await, "/w/lab/settings");
+    grace.fill("form[action='/w/lab/settings'] input[name=name]", "Research Lab").await;
+    assert_eq!(
+        grace.click_to_next_page("form[action='/w/lab/settings'] button[type=submit]").await,
+        "/w/lab/settings"
+    );
+    assert_eq!(grace.text(".flash").await, "Workspace renamed.");
+
+    // The switcher takes her to the other workspace's dashboard, without JavaScript help.
+    grace.fill("select[name=ws]", &personal).await;
+    let switched = grace.click_to_next_page("form[action='/switch'] button[type=submit]").await;
+    assert_eq!(switched, format!("/w/{personal}"));
+
+    // The audit log of the lab shows what she did there.
+    assert_eq!(grace.open("/w/lab/audit").await, "/w/lab/audit");
+    let table = grace.text("main table").await;
+    assert!(table.contains("workspace.create") && table.contains("workspace.rename"), "{table}");
+    let account_log = grace.open(&format!("/w/{personal}/audit")).await;
+    assert!(account_log.ends_with("/audit"));
+    let table = grace.text("main table").await;
+    assert!(table.contains("auth.signup") && table.contains("auth.signin"), "{table}");
+    browser.close().await;
 }

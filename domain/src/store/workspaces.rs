@@ -245,6 +245,31 @@ impl Store {
         row.as_ref().map(workspace_from_row).transpose()
     }
 
+    /// Gives `workspace` a new display name (its slug stays). `NotFound` when it is missing or deleted.
+    pub async fn rename_workspace(
+        &self,
+        workspace: &WorkspaceId,
+        name: &DisplayName,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let renamed = sqlx::query(
+            "UPDATE workspaces SET name = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(workspace.as_str())
+        .bind(name.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if renamed != 1 {
+            return Err(StoreError::NotFound);
+        }
+        let workspace = live_by_id(&mut tx, workspace).await?.ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(workspace)
+    }
+
     /// Everyone in `workspace` with their role, in the order they joined.
     pub async fn members(&self, workspace: &WorkspaceId) -> Result<Vec<Member>, StoreError> {
         let sql = format!(

@@ -10,4 +10,5 @@ mod ids;
 mod schema;
 mod store;
 mod support;
+mod workspace_views;
 mod workspaces;

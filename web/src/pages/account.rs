@@ -4,7 +4,7 @@ use maud::{Markup, html};
 
 use super::auth::passkey_status;
 use crate::components::{copy_box, describe_user_agent, time_or};
-use crate::{PageContext, csrf_field, encode_path_segment, layout, time};
+use crate::{PageContext, csrf_field, encode_path_segment, layout_at, time};
 
 /// A secret the server shows once, right after creating it.
 #[derive(Debug, Clone, Copy)]
@@ -24,8 +24,9 @@ pub fn account(
     unused_recovery_codes: u64,
     shown_once: Option<ShownOnce>,
 ) -> Markup {
-    layout(
+    layout_at(
         ctx,
+        "/account",
         "Account",
         html! {
             div.page-head {

@@ -2,7 +2,7 @@
 
 use maud::{Markup, html};
 
-use crate::{PageContext, encode_path_segment, encode_query_value, layout, time};
+use crate::{PageContext, encode_path_segment, encode_query_value, layout_at, time};
 
 /// `/w/{slug}/audit`. The "Older" link asks for `before={page.next}` with the same filters.
 pub fn audit(
@@ -101,7 +101,7 @@ pub fn audit(
             }
         }
     };
-    layout(ctx, &format!("Audit log · {}", ws.name), body)
+    layout_at(ctx, &path, &format!("Audit log · {}", ws.name), body)
 }
 
 fn older_href(path: &str, before: &str, action: Option<&str>, actor: Option<&str>) -> String {

@@ -3,7 +3,7 @@
 use maud::{Markup, html};
 
 use crate::components::{copy_box, role_badge};
-use crate::{PageContext, csrf_field, encode_path_segment, layout, time};
+use crate::{PageContext, csrf_field, encode_path_segment, layout_at, time};
 
 /// Roles an invite or a role change can give. Owner is only offered by an owner.
 const ASSIGNABLE_ROLES: [&str; 3] = ["admin", "member", "viewer"];
@@ -176,5 +176,5 @@ pub fn members(
             }
         }
     };
-    layout(ctx, &format!("Members · {}", ws.name), body)
+    layout_at(ctx, &format!("{base}/members"), &format!("Members · {}", ws.name), body)
 }

@@ -97,6 +97,9 @@ struct Fixture {
     invites: Vec<sdk::InviteInfo>,
     audit: sdk::AuditPage,
     codes: Vec<String>,
+    /// Dev sessions (not browser sessions), one per state.
+    runtime: Vec<sdk::SessionSummary>,
+    templates: Vec<sdk::TemplateSummary>,
 }
 
 fn user(id: &str, name: &str, email: &str) -> sdk::UserInfo {
@@ -210,7 +213,83 @@ fn fixture() -> Fixture {
             next: Some("e-2 &=+#".into()),
         },
         codes: (0..10).map(|i| format!("code-{i}")).collect(),
+        runtime: sdk::SESSION_STATES
+            .iter()
+            .enumerate()
+            .map(|(i, state)| sdk::SessionSummary {
+                id: format!("ses-{state}"),
+                name: format!("{EVIL} {state}"),
+                state: (*state).into(),
+                template: format!("{EVIL} tpl"),
+                owner: if i % 2 == 0 {
+                    sdk::UserRef { id: "u-me".into(), display_name: EVIL.into() }
+                } else {
+                    sdk::UserRef { id: "u-2".into(), display_name: "Other <b>".into() }
+                },
+                created_at: 0,
+                updated_at: 0,
+                last_active_at: (i % 3 != 0).then_some(1_700_000_000_000),
+            })
+            .collect(),
+        templates: vec![
+            sdk::TemplateSummary {
+                id: "t-old".into(),
+                name: format!("{EVIL} old"),
+                description: String::new(),
+                active_version: Some("v3".into()),
+                versions: 3,
+                updated_at: 0,
+                archived: true,
+            },
+            sdk::TemplateSummary {
+                id: "t-rust".into(),
+                name: "rust".into(),
+                description: EVIL.into(),
+                active_version: Some("v2 <b>".into()),
+                versions: 2,
+                updated_at: 0,
+                archived: false,
+            },
+            sdk::TemplateSummary {
+                id: "t-new".into(),
+                name: "node".into(),
+                description: "Node.js 22".into(),
+                active_version: None,
+                versions: 1,
+                updated_at: 0,
+                archived: false,
+            },
+        ],
     }
+}
+
+fn usage() -> sdk::UsageSummary {
+    sdk::UsageSummary {
+        since: 1_700_000_000_000,
+        runtime_minutes: 12_345,
+        build_minutes: 67,
+        storage_bytes: 3 * 1024 * 1024 * 1024 / 2,
+        active_sessions: 4,
+    }
+}
+
+/// The dashboard of `ws` as the API would answer it: only sessions that have not ended.
+fn dashboard_of(f: &Fixture, ws: &sdk::WorkspaceSummary, activity: bool) -> sdk::Dashboard {
+    sdk::Dashboard {
+        workspace: ws.clone(),
+        active_sessions: f
+            .runtime
+            .iter()
+            .filter(|s| !["stopped", "deleted", "failed"].contains(&s.state.as_str()))
+            .cloned()
+            .collect(),
+        recent_activity: activity.then(|| f.audit.events.clone()),
+        usage: usage(),
+    }
+}
+
+fn with_role(ws: &sdk::WorkspaceSummary, role: &str) -> sdk::WorkspaceSummary {
+    sdk::WorkspaceSummary { role: role.into(), ..ws.clone() }
 }
 
 fn ctx<'a>(f: &'a Fixture, csrf: Option<&'a str>) -> PageContext<'a> {
@@ -285,6 +364,32 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
         ("invite signed in", invite(&signed_in, EVIL, "member", "tok-1", true)),
         ("invite signed out", invite(&signed_out, EVIL, "viewer", "tok-1", false)),
         ("new workspace", new_workspace(&signed_in, Some(EVIL))),
+        ("dashboard admin", dashboard(&signed_in, &dashboard_of(f, ws, true))),
+        (
+            "dashboard member",
+            dashboard(&signed_in, &dashboard_of(f, &with_role(ws, "member"), false)),
+        ),
+        (
+            "dashboard empty",
+            dashboard(
+                &signed_in,
+                &sdk::Dashboard {
+                    workspace: ws.clone(),
+                    active_sessions: vec![],
+                    recent_activity: Some(vec![]),
+                    usage: usage(),
+                },
+            ),
+        ),
+        ("sessions", sessions(&signed_in, ws, &f.runtime, false)),
+        ("sessions with ended", sessions(&signed_in, ws, &f.runtime, true)),
+        ("sessions none", sessions(&signed_in, ws, &[], false)),
+        ("sessions only ended", sessions(&signed_in, ws, &f.runtime[4..], false)),
+        ("templates", templates(&signed_in, ws, &f.templates)),
+        ("templates empty manager", templates(&signed_in, ws, &[])),
+        ("templates empty viewer", templates(&signed_in, &with_role(ws, "viewer"), &[])),
+        ("settings manager", settings(&signed_in, ws, true)),
+        ("settings member", settings(&signed_in, &with_role(ws, "member"), false)),
     ]
     .into_iter()
     .map(|(n, m)| (n, m.into_string()))
@@ -389,7 +494,8 @@ fn user_data_is_escaped_everywhere() {
         for t in start_tags(&html).iter().filter(|t| t.name == "script") {
             let src = t.attr("src").unwrap_or_default();
             assert!(
-                src == crate::PASSKEYS_JS_PATH || src == crate::TURNSTILE_JS_URL,
+                [crate::PASSKEYS_JS_PATH, crate::LIVE_JS_PATH, crate::TURNSTILE_JS_URL]
+                    .contains(&src),
                 "{name}: {src}"
             );
         }
@@ -492,7 +598,7 @@ fn the_audit_table_shows_each_event() {
     let f = fixture();
     let html = audit(&ctx(&f, None), &f.workspaces[0], &f.audit, None, None).into_string();
     assert!(html.contains("<details class=\"event-detail\">"), "non-empty detail is shown");
-    assert_eq!(html.matches("<details").count(), 1, "null detail is not");
+    assert_eq!(main_of(&html).matches("<details").count(), 1, "null detail is not");
     assert!(html.contains(">system<"), "events without actor are the system's");
     assert!(html.contains(r#"<time datetime="1970-01-01T00:00:00Z""#));
 }
@@ -702,5 +808,347 @@ fn the_script_speaks_the_pages_and_the_api_contract() {
         "data-confirm",
     ] {
         assert!(js.contains(needle), "passkeys.js lacks {needle}");
+    }
+}
+
+// ---- the workspace shell: navigation, dashboard, sessions, templates, settings ----
+
+/// The `aria-current="page"` links of a page's navigation, as (href, text).
+fn current_links(html: &str) -> Vec<(String, String)> {
+    start_tags(html)
+        .iter()
+        .filter(|t| t.name == "a" && t.attr("aria-current") == Some("page"))
+        .map(|t| {
+            let open = t.start + html[t.start..].find('>').unwrap() + 1;
+            let close = open + html[open..].find("</a>").unwrap();
+            (t.attr("href").unwrap().to_string(), html[open..close].to_string())
+        })
+        .collect()
+}
+
+/// The main element's part of a page (the navigation left out).
+fn main_of(html: &str) -> &str {
+    &html[html.find("<main").unwrap()..html.find("</main>").unwrap()]
+}
+
+#[test]
+fn the_navigation_marks_the_current_page() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let pages = [
+        ("/w/acme", "Dashboard", dashboard(&c, &dashboard_of(&f, ws, true))),
+        ("/w/acme/sessions", "Sessions", sessions(&c, ws, &f.runtime, true)),
+        ("/w/acme/templates", "Templates", templates(&c, ws, &f.templates)),
+        ("/w/acme/members", "Members", members(&c, ws, &f.members, &[], true, None)),
+        ("/w/acme/audit", "Audit log", audit(&c, ws, &f.audit, None, None)),
+        ("/w/acme/settings", "Settings", settings(&c, ws, true)),
+        ("/account", "Account", account(&c, &[], &[], &[], 5, None)),
+        ("/workspaces/new", "New workspace", new_workspace(&c, None)),
+    ];
+    for (href, text, page) in pages {
+        let html = page.into_string();
+        assert_eq!(current_links(&html), vec![(href.to_string(), text.to_string())], "{href}");
+    }
+    // Pages outside the navigation mark nothing.
+    assert!(current_links(&error_page_with(&c, 404, "x").into_string()).is_empty());
+    // A page of another workspace than the one the navigation points into marks nothing.
+    let other = sessions(&c, &f.workspaces[1], &[], false).into_string();
+    assert!(current_links(&other).is_empty());
+    assert!(other.contains(r#"href="/w/acme/sessions""#));
+}
+
+#[test]
+fn the_navigation_links_into_the_workspace_and_hides_management_from_members() {
+    let f = fixture();
+    let html = error_page_with(&ctx(&f, Some(CSRF)), 404, "x").into_string();
+    let nav = &html[html.find("<nav").unwrap()..html.find("</nav>").unwrap()];
+    for (href, text) in [
+        ("/w/acme", "Dashboard"),
+        ("/w/acme/sessions", "Sessions"),
+        ("/w/acme/templates", "Templates"),
+        ("/w/acme/members", "Members"),
+        ("/w/acme/audit", "Audit log"),
+        ("/w/acme/settings", "Settings"),
+        ("/account", "Account"),
+        ("/workspaces/new", "New workspace"),
+    ] {
+        assert!(nav.contains(&format!(r#"<a href="{href}">{text}</a>"#)), "{href} {text}");
+    }
+    // The account menu: a disclosure with the user's (escaped) name, holding the sign-out form.
+    let menu_at = nav.find(r#"<details class="menu">"#).expect("an account menu");
+    let menu = &nav[menu_at..nav[menu_at..].find("</details>").unwrap() + menu_at];
+    assert!(menu.contains("&lt;script&gt;alert"), "the name, escaped");
+    assert!(menu.contains("me@example.com"));
+    assert!(menu.contains(r#"<a href="/account">Account</a>"#));
+    let signout = r#"<form method="post" action="/signout" class="inline-form"><input type="hidden" name="csrf" value="csrf-tok&amp;en"><button class="linklike" type="submit">Sign out</button></form>"#;
+    assert!(menu.contains(signout), "{menu}");
+    assert_eq!(html.matches(r#"action="/signout""#).count(), 1);
+
+    for role in ["member", "viewer", "someone-new"] {
+        let mut workspaces = f.workspaces.clone();
+        workspaces[0].role = role.into();
+        let c = PageContext {
+            workspaces: &workspaces,
+            current_workspace: Some(&workspaces[0]),
+            ..ctx(&f, None)
+        };
+        let html = error_page_with(&c, 404, "x").into_string();
+        assert!(html.contains(r#"href="/w/acme/members""#), "{role}");
+        assert!(html.contains(r#"href="/w/acme/sessions""#), "{role}");
+        assert!(!html.contains("/w/acme/audit"), "{role} sees the audit link");
+        assert!(!html.contains("/w/acme/settings"), "{role} sees the settings link");
+    }
+    for role in ["owner", "admin"] {
+        let mut workspaces = f.workspaces.clone();
+        workspaces[0].role = role.into();
+        let c = PageContext {
+            workspaces: &workspaces,
+            current_workspace: Some(&workspaces[0]),
+            ..ctx(&f, None)
+        };
+        let html = error_page_with(&c, 404, "x").into_string();
+        assert!(
+            html.contains(r#"href="/w/acme/audit""#) && html.contains(r#"href="/w/acme/settings""#)
+        );
+    }
+
+    // Slugs are percent-encoded in every link.
+    let odd = vec![sdk::WorkspaceSummary { slug: "a b".into(), ..f.workspaces[0].clone() }];
+    let c = PageContext { workspaces: &odd, current_workspace: None, ..ctx(&f, None) };
+    let html = sessions(&c, &odd[0], &[], false).into_string();
+    assert!(html.contains(r#"href="/w/a%20b/templates""#));
+    assert!(html.contains(r#"data-live="/api/v1/workspaces/a%20b/sessions""#));
+    assert_eq!(current_links(&html), vec![("/w/a%20b/sessions".into(), "Sessions".into())]);
+
+    // Every page loads the live script, deferred.
+    assert!(html.contains(&format!(r#"<script src="{}" defer>"#, crate::LIVE_JS_PATH)));
+}
+
+#[test]
+fn session_tables_are_live_with_a_row_and_badge_per_session() {
+    let f = fixture();
+    let c = ctx(&f, None);
+    let ws = &f.workspaces[0];
+    for (name, html, expected, hide) in [
+        (
+            "dashboard",
+            dashboard(&c, &dashboard_of(&f, ws, true)).into_string(),
+            vec!["provisioning", "starting", "running", "sleeping"],
+            "stopped deleted failed",
+        ),
+        (
+            "sessions",
+            sessions(&c, ws, &f.runtime, false).into_string(),
+            vec!["provisioning", "starting", "running", "sleeping"],
+            "stopped deleted failed",
+        ),
+        (
+            "sessions with ended",
+            sessions(&c, ws, &f.runtime, true).into_string(),
+            sdk::SESSION_STATES.to_vec(),
+            "",
+        ),
+    ] {
+        let tags = start_tags(&html);
+        let tables: Vec<_> = tags.iter().filter(|t| t.name == "table").collect();
+        assert_eq!(tables.len(), 1, "{name}");
+        assert_eq!(tables[0].attr("data-live"), Some("/api/v1/workspaces/acme/sessions"), "{name}");
+        assert_eq!(tables[0].attr("data-live-hide"), Some(hide), "{name}");
+        // The table sits in a horizontally scrolling, keyboard-reachable region.
+        let wrapper =
+            tags.iter().rev().find(|t| t.start < tables[0].start && t.name == "div").unwrap();
+        assert_eq!(wrapper.attr("class"), Some("table-scroll"), "{name}");
+        assert_eq!(wrapper.attr("tabindex"), Some("0"), "{name}");
+        assert!(wrapper.attr("aria-label").is_some(), "{name}");
+
+        let rows: Vec<&str> = tags
+            .iter()
+            .filter(|t| t.name == "tr")
+            .filter_map(|t| t.attr("data-session-id"))
+            .collect();
+        let want: Vec<String> = expected.iter().map(|s| format!("ses-{s}")).collect();
+        assert_eq!(rows, want, "{name}");
+        let badges: Vec<(&str, &str)> = tags
+            .iter()
+            .filter(|t| t.name == "span" && t.has("data-state"))
+            .map(|t| (t.attr("data-state").unwrap(), t.attr("class").unwrap()))
+            .collect();
+        assert_eq!(badges.len(), expected.len(), "{name}");
+        for ((state, class), want) in badges.iter().zip(&expected) {
+            assert_eq!(state, want, "{name}");
+            assert_eq!(*class, format!("badge state state-{want}"), "{name}");
+        }
+        // The live indicator is there, for the script to show.
+        assert!(html.contains(r#"<span class="live-updating">Updating…</span>"#), "{name}");
+    }
+    let html = sessions(&c, ws, &f.runtime, true).into_string();
+    assert!(html.contains(r#"<time datetime="2023-11-14T22:13:20Z""#), "last active");
+    assert!(html.contains(">never<"), "never active");
+    assert!(html.contains("(you)"), "own sessions are marked");
+    assert!(html.contains("Other &lt;b&gt;"));
+}
+
+#[test]
+fn empty_lists_say_what_to_do() {
+    let f = fixture();
+    let c = ctx(&f, None);
+    let ws = &f.workspaces[0];
+    let empty = sdk::Dashboard {
+        workspace: ws.clone(),
+        active_sessions: vec![],
+        recent_activity: None,
+        usage: usage(),
+    };
+    let html = dashboard(&c, &empty).into_string();
+    let main = main_of(&html);
+    assert!(main.contains("No sessions running"));
+    assert!(main.contains(r#"href="/w/acme/templates""#), "links to the catalog");
+    assert!(!main.contains("<table"));
+    // Still watched: a session that starts shows up.
+    assert!(
+        main.contains(r#"<div class="empty-state" data-live="/api/v1/workspaces/acme/sessions""#)
+    );
+    assert!(!main.contains("Recent activity"), "no activity for roles without the audit log");
+
+    let html = sessions(&c, ws, &[], false).into_string();
+    let main = main_of(&html);
+    assert!(main.contains("No sessions yet."));
+    assert!(main.contains("<code>flare session create</code>"));
+    assert!(main.contains(r#"href="/w/acme/templates""#));
+    assert!(main.contains(r#"data-live="/api/v1/workspaces/acme/sessions""#));
+
+    let html = sessions(&c, ws, &f.runtime[4..], false).into_string();
+    let main = main_of(&html);
+    assert!(main.contains("3 stopped or failed sessions are hidden"));
+    assert!(main.contains(r#"href="/w/acme/sessions?show_ended=true""#));
+
+    let html = templates(&c, ws, &[]).into_string();
+    assert!(main_of(&html).contains("Owners and admins of this workspace publish templates"));
+    assert!(main_of(&html).contains("As an admin, you can publish"));
+    let html = templates(&c, &with_role(ws, "member"), &[]).into_string();
+    assert!(main_of(&html).contains("Ask an owner or admin"));
+}
+
+#[test]
+fn the_sessions_filter_is_a_get_form_that_keeps_its_state() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    for show in [false, true] {
+        let html = sessions(&c, ws, &f.runtime, show).into_string();
+        assert!(html.contains(
+            r#"<form class="filter-form inline-filter" method="get" action="/w/acme/sessions">"#
+        ));
+        let tags = start_tags(&html);
+        let check = tags.iter().find(|t| t.attr("id") == Some("show-ended")).unwrap();
+        assert_eq!(
+            (check.attr("type"), check.attr("name"), check.attr("value")),
+            (Some("checkbox"), Some("show_ended"), Some("true"))
+        );
+        assert_eq!(check.has("checked"), show);
+        assert!(html.contains(r#"<label for="show-ended">Show stopped and failed</label>"#));
+    }
+}
+
+#[test]
+fn the_dashboard_sums_up_usage_and_activity() {
+    let f = fixture();
+    let c = ctx(&f, None);
+    let html = dashboard(&c, &dashboard_of(&f, &f.workspaces[0], true)).into_string();
+    let main = main_of(&html);
+    for needle in [
+        "<dd>12,345 min</dd>",
+        "<dd>67 min</dd>",
+        "<dd>1.5 GiB</dd>",
+        "<dd>4</dd>",
+        r#"<time datetime="2023-11-14T22:13:20Z""#,
+        "Recent activity",
+        r#"href="/w/acme/audit""#,
+        "<code>session.start</code>",
+        "system",
+        r#"href="/w/acme/sessions""#,
+    ] {
+        assert!(main.contains(needle), "{needle}");
+    }
+    let cards = start_tags(main).iter().filter(|t| t.name == "section").count();
+    assert_eq!(cards, 3);
+    let html = dashboard(&c, &dashboard_of(&f, &f.workspaces[0], false)).into_string();
+    assert_eq!(start_tags(main_of(&html)).iter().filter(|t| t.name == "section").count(), 2);
+}
+
+#[test]
+fn the_catalog_shows_versions_and_archived_templates_last() {
+    let f = fixture();
+    let html = templates(&ctx(&f, None), &f.workspaces[0], &f.templates).into_string();
+    let main = main_of(&html);
+    let rust = main.find(">rust</h2>").unwrap();
+    let node = main.find(">node</h2>").unwrap();
+    let old = main.find(" old</h2>").unwrap();
+    assert!(rust < node && node < old, "caller's order, archived last");
+    assert!(main.contains(r#"<span class="badge version">v2 &lt;b&gt;</span>"#));
+    assert!(main.contains(r#"<span class="badge unpromoted">not promoted</span>"#));
+    assert!(main.contains(r#"<span class="badge archived">archived</span>"#));
+    assert_eq!(main.matches(r#"class="card template-card archived""#).count(), 1);
+    assert!(main.contains("<dd>3</dd>") && main.contains("No description."));
+}
+
+#[test]
+fn settings_can_be_changed_only_by_managers() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let html = settings(&c, ws, true).into_string();
+    let main = main_of(&html);
+    assert!(main.contains(r#"<form method="post" action="/w/acme/settings""#));
+    let tags = start_tags(main);
+    let name = tags.iter().find(|t| t.attr("name") == Some("name")).unwrap();
+    assert_eq!((name.attr("id"), name.attr("maxlength")), (Some("ws-settings-name"), Some("100")));
+    assert_eq!(name.attr("value"), Some(ws.name.as_str()), "prefilled, and escaped on the wire");
+    assert!(name.has("required"));
+    assert!(main.contains("<code>acme</code>") && main.contains("Shared"));
+    assert!(main.contains(r#"<span class="badge role-admin">admin</span>"#));
+
+    let html = settings(&c, &f.workspaces[1], false).into_string();
+    let main = main_of(&html);
+    assert!(!main.contains("<form"));
+    assert!(main.contains("Only owners and admins"));
+    assert!(main.contains("Personal"));
+}
+
+#[test]
+fn the_live_script_speaks_the_pages_contract() {
+    let js = crate::LIVE_JS;
+    for needle in [
+        "[data-live]",
+        "data-session-id",
+        "sessionId",
+        "[data-state]",
+        "dataset.liveHide",
+        "visibilityState",
+        "\"visible\"",
+        "same-origin",
+        "is-updating",
+        "is-stale",
+        "location.reload()",
+        "badge state state-",
+        "details.menu",
+        "Escape",
+        "5000",
+    ] {
+        assert!(js.contains(needle), "live.js lacks {needle}");
+    }
+    for state in sdk::SESSION_STATES {
+        assert!(js.contains(&format!("\"{state}\"")), "live.js does not know {state}");
+    }
+    // The classes the script toggles are styled.
+    for class in [".is-updating", ".is-stale", ".live-updating", ".live-stale", ".menu-panel"] {
+        assert!(crate::STYLESHEET.contains(class), "app.css lacks {class}");
+    }
+    for state in sdk::SESSION_STATES {
+        assert!(
+            crate::STYLESHEET.contains(&format!(".badge.state-{state}")),
+            "no colour for {state}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use maud::{Markup, html};
 
-use crate::{PageContext, csrf_field, layout};
+use crate::{PageContext, csrf_field, layout_at};
 
 /// The form to create a workspace (POST `/workspaces`), with the previous attempt's error.
 pub fn new_workspace(ctx: &PageContext, error: Option<&str>) -> Markup {
@@ -36,5 +36,5 @@ pub fn new_workspace(ctx: &PageContext, error: Option<&str>) -> Markup {
             }
         }
     };
-    layout(ctx, "New workspace", body)
+    layout_at(ctx, "/workspaces/new", "New workspace", body)
 }
