@@ -673,6 +673,19 @@ async fn a_signed_in_person_reaches_every_page_of_the_shell_switches_workspace_a
     let switched = grace.click_to_next_page("form[action='/switch'] button[type=submit]").await;
     assert_eq!(switched, format!("/w/{personal}"));
 
+    // Live updates: a session's state changes on its own and the open page follows.
+    let id = crate::shell::seed_session(&api, "lab", "grace@example.com", "starting").await;
+    assert_eq!(grace.open("/w/lab/sessions").await, "/w/lab/sessions");
+    let badge =
+        format!("document.querySelector('[data-session-id=\"{id}\"] [data-state]')?.dataset.state");
+    assert_eq!(grace.eval::<String>(&badge).await, "starting");
+    sqlx::query("UPDATE sessions SET state = 'running'")
+        .execute(api.state.store.pool())
+        .await
+        .unwrap();
+    let _: bool =
+        grace.wait_for("the badge to turn running", &format!("({badge}) === 'running'")).await;
+
     // The audit log of the lab shows what she did there.
     assert_eq!(grace.open("/w/lab/audit").await, "/w/lab/audit");
     let table = grace.text("main table").await;

@@ -11,3 +11,4 @@ mod dev_command;
 mod health;
 mod helpers;
 mod identity;
+mod shell;
