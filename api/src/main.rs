@@ -142,6 +142,18 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     })
 }
 
+/// The store, refusing a database whose schema is older than this binary.
+async fn open_migrated_store(config: &Config) -> anyhow::Result<Store> {
+    let store = open_store(config).await?;
+    let pending = store.pending_migrations().await?;
+    if !pending.is_empty() {
+        anyhow::bail!(
+            "the database is missing migrations {pending:?}; run `burstflare migrate` first"
+        );
+    }
+    Ok(store)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Dev { data_dir, port } => {
@@ -149,7 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve => {
             let config = load_config(&cli)?;
-            let store = open_store(&config).await?;
+            let store = open_migrated_store(&config).await?;
             let listen = config.server.listen;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -165,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let config = load_config(&cli)?;
-            let store = open_store(&config).await?;
+            let store = open_migrated_store(&config).await?;
             let client = temporal::connect(&config.temporal).await?;
             let mut workers = Workers::new()?;
             workers.start_control(client, &config.temporal.task_queue, store).await?;

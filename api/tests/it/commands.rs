@@ -100,3 +100,20 @@ async fn bootstrap_creates_the_first_owner_once_and_prints_a_working_token() {
     assert!(String::from_utf8_lossy(&forced.stderr).contains("--email"));
     assert_eq!(store.count_users().await.unwrap(), 1);
 }
+
+#[test]
+fn serve_refuses_a_database_that_is_not_migrated_and_says_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env(
+            "BURSTFLARE_DATABASE__URL",
+            format!("sqlite://{}/fresh.db?mode=rwc", dir.path().display()),
+        )
+        .env("BURSTFLARE_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run `burstflare migrate` first"), "{err}");
+}

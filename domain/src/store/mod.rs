@@ -132,12 +132,31 @@ impl Store {
 
     /// Applies the migrations of this backend that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
             Backend::Sqlite => &migrations::SQLITE,
             Backend::Postgres => &migrations::POSTGRES,
-        };
-        migrator.run(&self.pool).await?;
-        Ok(())
+        }
+    }
+
+    /// Versions of the embedded migrations this database has not applied yet. `serve` and
+    /// `worker` refuse to start on such a database instead of failing on a missing column later.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        // Before the first `migrate` the bookkeeping table does not exist: everything is pending.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        Ok(self
+            .migrator()
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+            .map(|m| m.version)
+            .collect())
     }
 
     /// One round trip to the database, for readiness checks.
