@@ -3,6 +3,7 @@
 //! Nothing here knows about axum or sqlx.
 
 pub mod client;
+pub mod device;
 pub mod error;
 pub mod identity;
 pub mod routes;
@@ -11,6 +12,7 @@ pub mod workspace_views;
 
 pub use client::{Client, ClientError};
 pub use error::{ApiError, ErrorCode};
+pub use device::*;
 pub use identity::*;
 pub use types::*;
 pub use workspace_views::*;
