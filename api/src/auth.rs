@@ -198,7 +198,12 @@ pub async fn csrf_guard(
                 .and_then(|r| url::Url::parse(r).ok())
                 .map(|u| u.origin().ascii_serialization())
         });
-    if origin.as_deref() != Some(own.as_str()) {
+    let has_cookie = cookie(req.headers(), session_cookie_name(&state)).is_some();
+    // Browsers always send Origin on cross-site POSTs, so a foreign Origin is refused. A request
+    // with neither Origin nor Referer and no session cookie is not from a browser page (curl,
+    // the CLI's device flow) and carries no ambient credential.
+    let anonymous_tool = origin.is_none() && !has_cookie;
+    if !anonymous_tool && origin.as_deref() != Some(own.as_str()) {
         return AppError::Forbidden("cross-origin request refused (Origin must be this site)")
             .into_response();
     }

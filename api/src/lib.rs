@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod children;
 pub mod dev;
+pub mod device;
 pub mod error;
 pub mod health;
 pub mod http;

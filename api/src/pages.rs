@@ -243,8 +243,10 @@ async fn account_page(
         s.store.passkeys_for_user(&p.user.id).await?.iter().map(identity::passkey_info).collect();
     let sessions = identity::sessions(s, p).await?;
     let tokens = identity::tokens(s, p).await?;
+    let cli = crate::device::cli_sessions(s, p).await?;
     let unused = s.store.count_unused_recovery_codes(&p.user.id).await?;
-    let markup = web::pages::account(&v.ctx(s, None), &passkeys, &sessions, &tokens, unused, shown);
+    let markup =
+        web::pages::account(&v.ctx(s, None), &passkeys, &sessions, &tokens, &cli, unused, shown);
     Ok(page(StatusCode::OK, markup, v.flash.is_some()))
 }
 
@@ -344,6 +346,18 @@ async fn token_revoke(
     match identity::token_revoke(&s, &m, &p, &id).await {
         Ok(()) => done("/account#tokens", true, "Token revoked."),
         Err(e) => failed("/account#tokens", e),
+    }
+}
+
+async fn cli_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match crate::device::cli_session_revoke(&s, &m, &p, &id).await {
+        Ok(()) => done("/account#cli", true, "CLI session revoked: it is signed out now."),
+        Err(e) => failed("/account#cli", e),
     }
 }
 
@@ -704,6 +718,104 @@ async fn settings_post(
     }
 }
 
+#[derive(Deserialize)]
+struct CodeQuery {
+    code: Option<String>,
+}
+
+async fn device_page(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Query(q): Query<CodeQuery>,
+) -> Response {
+    let v = match Viewer::load(&s, Some(&p), &headers).await {
+        Ok(v) => v,
+        Err(e) => return render_error(e),
+    };
+    let ctx = v.ctx(&s, None);
+    let Some(typed) = q.code.filter(|c| !c.trim().is_empty()) else {
+        return page(
+            StatusCode::OK,
+            web::pages::device(&ctx, web::pages::DeviceView::Enter { error: None }),
+            v.flash.is_some(),
+        );
+    };
+    match crate::device::lookup(&s, &p, &typed).await {
+        Ok(d) => {
+            let shown = domain::secrets::display_user_code(&d.user_code);
+            let view = web::pages::DeviceView::Confirm {
+                code: &shown,
+                client_name: &d.client_name,
+                ip: d.ip.as_deref(),
+                created_at: d.created_at,
+            };
+            page(StatusCode::OK, web::pages::device(&ctx, view), v.flash.is_some())
+        }
+        Err(AppError::Internal(e)) => AppError::Internal(e).into_response(),
+        Err(e) => {
+            let (status, body) = e.status_and_body();
+            page(
+                status,
+                web::pages::device(
+                    &ctx,
+                    web::pages::DeviceView::Enter { error: Some(&body.message) },
+                ),
+                v.flash.is_some(),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    code: String,
+}
+
+async fn device_decide(
+    s: AppState,
+    m: crate::auth::RequestMeta,
+    p: Principal,
+    headers: HeaderMap,
+    code: &str,
+    approve: bool,
+) -> Response {
+    match crate::device::decide(&s, &m, &p, code, approve).await {
+        Ok(()) => match Viewer::load(&s, Some(&p), &headers).await {
+            Ok(v) => page(
+                StatusCode::OK,
+                web::pages::device(
+                    &v.ctx(&s, None),
+                    web::pages::DeviceView::Done { approved: approve },
+                ),
+                false,
+            ),
+            Err(e) => render_error(e),
+        },
+        Err(e) => failed("/device", e),
+    }
+}
+
+async fn device_approve(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    device_decide(s, m, p, headers, &f.code, true).await
+}
+
+async fn device_deny(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    device_decide(s, m, p, headers, &f.code, false).await
+}
+
 /// Every page route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -728,7 +840,11 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::POST, "/account/tokens", User, post(token_create)),
         RouteDef::new(M::POST, "/account/tokens/{id}/revoke", User, post(token_revoke)),
         RouteDef::new(M::POST, "/account/recovery-codes", User, post(recovery_regenerate)),
+        RouteDef::new(M::POST, "/account/cli-sessions/{id}/revoke", User, post(cli_revoke)),
         RouteDef::new(M::GET, "/switch", User, get(switch)),
+        RouteDef::new(M::GET, "/device", User, get(device_page)),
+        RouteDef::new(M::POST, "/device/approve", User, post(device_approve)),
+        RouteDef::new(M::POST, "/device/deny", User, post(device_deny)),
         RouteDef::new(M::GET, "/workspaces/new", User, get(new_workspace)),
         RouteDef::new(M::POST, "/workspaces", User, post(workspace_create)),
         RouteDef::new(M::GET, "/w/{ws}", Workspace(P::ViewWorkspace), get(dashboard)),

@@ -28,6 +28,8 @@ pub struct Inner {
     /// The last health report shown on the home page, so page views do not probe every
     /// dependency each time (`/api/health` always probes).
     pub health_cache: tokio::sync::Mutex<Option<(std::time::Instant, sdk::HealthResponse)>>,
+    /// Wrong device user codes per user (rate limit of the approval page).
+    pub code_attempts: crate::device::CodeAttempts,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,6 +64,7 @@ impl AppState {
                 passkeys,
                 bot_check,
                 health_cache: tokio::sync::Mutex::new(None),
+                code_attempts: Default::default(),
             }),
         })
     }

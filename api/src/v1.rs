@@ -372,6 +372,56 @@ async fn ws_rename(
     Ok(Json(workspaces::rename(&s, &m, &p, &c, &b.name).await?))
 }
 
+async fn device_code(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::DeviceCodeRequest>,
+) -> ApiResult<sdk::DeviceCodeResponse> {
+    Ok(Json(crate::device::code(&s, &m, &b).await?))
+}
+
+async fn device_token(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::DeviceTokenRequest>,
+) -> Result<Response, AppError> {
+    crate::device::token(&s, &m, &b).await
+}
+
+async fn token_refresh(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::RefreshRequest>,
+) -> ApiResult<sdk::TokenPair> {
+    Ok(Json(crate::device::refresh(&s, &m, &b).await?))
+}
+
+async fn token_logout(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Body(b): Body<sdk::RefreshRequest>,
+) -> Result<StatusCode, AppError> {
+    crate::device::revoke(&s, &m, &b).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cli_sessions(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<sdk::CliSessionInfo>> {
+    Ok(Json(crate::device::cli_sessions(&s, &p).await?))
+}
+
+async fn cli_session_revoke(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    crate::device::cli_session_revoke(&s, &m, &p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Every `/api/v1` route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -384,6 +434,12 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::POST, "/api/v1/auth/signin/finish", Public, post(signin_finish)),
         RouteDef::new(M::POST, "/api/v1/auth/recover", Public, post(recover)),
         RouteDef::new(M::POST, "/api/v1/auth/signout", User, post(signout)).before_passkey(),
+        RouteDef::new(M::POST, "/api/v1/device/code", Public, post(device_code)),
+        RouteDef::new(M::POST, "/api/v1/device/token", Public, post(device_token)),
+        RouteDef::new(M::POST, "/api/v1/token/refresh", Public, post(token_refresh)),
+        RouteDef::new(M::POST, "/api/v1/token/revoke", Public, post(token_logout)),
+        RouteDef::new(M::GET, "/api/v1/me/cli-sessions", User, get(cli_sessions)),
+        RouteDef::new(M::DELETE, "/api/v1/me/cli-sessions/{id}", User, delete(cli_session_revoke)),
         RouteDef::new(M::GET, "/api/v1/me", User, get(me)).before_passkey(),
         RouteDef::new(M::GET, "/api/v1/me/passkeys", User, get(passkeys)).before_passkey(),
         RouteDef::new(M::POST, "/api/v1/me/passkeys/start", User, post(passkey_start))

@@ -1,38 +1,191 @@
 //! `flare`: the BurstFlare command-line client. It depends on the `sdk` crate only.
 
+mod commands;
+mod fail;
+mod output;
+mod session;
+mod store;
+
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::commands::{auth, config, workspace};
+use crate::fail::{Exit, Failure};
+use crate::output::Output;
+use crate::session::Ctx;
+
+pub const DEFAULT_PROFILE: &str = "default";
+
+const LONG_ABOUT: &str = "\
+The BurstFlare CLI: start, reach and manage cloud development sessions.
+
+Sign in with `flare auth login`, pick a default workspace with `flare workspace switch SLUG`.
+Each profile (--profile) has its own server, default workspace and credentials; see `flare config`.";
+
+const AFTER_LONG_HELP: &str = "\
+Exit codes:
+  0  success
+  1  error
+  2  usage: unknown command, flag or value, or a missing one
+  3  not signed in, or the sign-in expired or was revoked: run `flare auth login`
+  4  not found (or not yours)
+  5  server unreachable
+
+Files: $FLARE_CONFIG_DIR, else $XDG_CONFIG_HOME/burstflare, else ~/.config/burstflare
+(config.toml, credentials.toml). FLARE_TOKEN, when set, is used instead of stored credentials.";
 
 #[derive(Parser)]
 #[command(
     name = "flare",
     version,
-    about = "The BurstFlare CLI: start, reach and manage cloud development sessions"
+    about = "The BurstFlare CLI: start, reach and manage cloud development sessions",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    max_term_width = 100
 )]
 struct Cli {
-    /// BurstFlare server URL.
-    #[arg(long, global = true, env = "FLARE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Output format.
-    #[arg(long, global = true, value_enum, env = "FLARE_OUTPUT", default_value_t = Output::Text)]
+    /// BurstFlare server URL [default: the profile's `server`, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "FLARE_SERVER", value_name = "URL", hide_env_values = true)]
+    server: Option<String>,
+    /// Workspace to act on [default: the profile's `workspace`]
+    #[arg(
+        long,
+        global = true,
+        env = "FLARE_WORKSPACE",
+        value_name = "SLUG",
+        hide_env_values = true
+    )]
+    workspace: Option<String>,
+    /// Configuration profile: its own server, default workspace and credentials
+    #[arg(
+        long,
+        global = true,
+        env = "FLARE_PROFILE",
+        value_name = "NAME",
+        default_value = DEFAULT_PROFILE,
+        value_parser = parse_profile,
+        hide_env_values = true
+    )]
+    profile: String,
+    /// Output format
+    #[arg(long, global = true, value_enum, env = "FLARE_OUTPUT", default_value_t = Output::Text, hide_env_values = true)]
     output: Output,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    Text,
-    Json,
+#[derive(Subcommand)]
+enum Command {
+    /// Show the version of this CLI and of the server it talks to
+    Version,
+    /// Show the health of the server and each of its dependencies
+    Health,
+    /// Sign in and out, and show who you are signed in as
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// List your workspaces, pick the default one, see members and invite people
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Read and change the settings of a profile
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script for bash, zsh or fish
+    #[command(long_about = "\
+Print a shell completion script for bash, zsh or fish to stdout.
+
+  flare completion bash > ~/.local/share/bash-completion/completions/flare
+  flare completion zsh > \"${fpath[1]}/_flare\"
+  flare completion fish > ~/.config/fish/completions/flare.fish")]
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
 #[derive(Subcommand)]
-enum Command {
-    /// Show the version of this CLI and of the server it talks to.
-    Version,
-    /// Show the health of the server and each of its dependencies.
-    Health,
+enum AuthCommand {
+    /// Sign in: approve this device in a browser, or store an API token with --token
+    #[command(long_about = "\
+Sign in.
+
+Without --token: asks the server for a one-time code, shows it with the page to approve it on
+(and opens that page in a browser when there is a display), then waits for the approval. The CLI
+gets a short-lived access token and a refresh token, renewed silently as needed.
+
+With --token: reads an API token made in the web UI from stdin (or FLARE_TOKEN), checks it with
+the server and stores it.")]
+    Login {
+        /// Do not open a browser; only print the page and the code
+        #[arg(long)]
+        no_browser: bool,
+        /// Read an API token from stdin (or FLARE_TOKEN) instead of approving in a browser
+        #[arg(long, conflicts_with = "no_browser")]
+        token: bool,
+    },
+    /// Sign out: end this CLI login on the server and delete the local credentials
+    Logout,
+    /// Show the signed-in account and its workspaces with your role in each
+    Whoami,
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// List the workspaces you belong to (* marks the default one)
+    List,
+    /// Make SLUG the default workspace of the profile
+    Switch {
+        /// The workspace's slug, as `flare workspace list` shows it
+        slug: String,
+    },
+    /// List the members of a workspace and their roles
+    Members {
+        /// The workspace [default: --workspace, else the profile's default]
+        slug: Option<String>,
+    },
+    /// Invite someone by email and print the invite link
+    Invite {
+        /// Who to invite
+        email: String,
+        /// The role they get when they accept
+        #[arg(long, value_enum)]
+        role: workspace::InviteRole,
+        /// Days until the link expires, 1 to 30 [default: 7]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=30))]
+        days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a setting of the profile (nothing when it is not set)
+    Get { key: config::Key },
+    /// Change a setting of the profile
+    Set { key: config::Key, value: String },
+    /// Print every setting of the profile
+    List,
+    /// Remove a setting from the profile
+    Unset { key: config::Key },
+    /// List the profiles (* marks the one in use)
+    Profiles,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+fn parse_profile(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("a profile name is 1 to 64 letters, digits, '-' or '_'".into())
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -43,54 +196,108 @@ struct VersionOutput {
     server_error: Option<String>,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (output, profile) = (cli.output, cli.profile.clone());
     match run(cli).await {
-        Ok(code) => code,
+        Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let failure = fail::classify(&e, &profile);
+            failure.print(output);
+            ExitCode::from(failure.exit as u8)
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = sdk::Client::new(&cli.server)?;
-    match cli.command {
-        Command::Version => {
-            let (server, server_error) = match client.version().await {
-                Ok(v) => (Some(v), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            let out =
-                VersionOutput { client: env!("CARGO_PKG_VERSION").into(), server, server_error };
-            match cli.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-                Output::Text => {
-                    println!("flare {}", out.client);
-                    match (&out.server, &out.server_error) {
-                        (Some(v), _) => {
-                            println!("server {} (API {}) at {}", v.version, v.api, cli.server)
-                        }
-                        (None, Some(e)) => println!("server: unavailable ({e})"),
-                        (None, None) => {}
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Health => {
-            let health = client.health().await?;
-            match cli.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&health)?),
-                Output::Text => {
-                    for (name, value) in &health.checks {
-                        println!("{name:<10} {value}");
-                    }
-                }
-            }
-            Ok(if health.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    if let Command::Completion { shell } = cli.command {
+        let shell = match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        };
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "flare", &mut script);
+        match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+            _ => return Ok(Exit::Ok),
         }
     }
+    let ctx = Ctx::new(cli.output, cli.profile, cli.server, cli.workspace)?;
+    match cli.command {
+        Command::Version => version(&ctx).await?,
+        Command::Health => return health(&ctx).await,
+        Command::Auth(AuthCommand::Login { no_browser, token }) => {
+            auth::login(&ctx, no_browser, token).await?
+        }
+        Command::Auth(AuthCommand::Logout) => auth::logout(&ctx).await?,
+        Command::Auth(AuthCommand::Whoami) => auth::whoami(&ctx).await?,
+        Command::Workspace(WorkspaceCommand::List) => workspace::list(&ctx).await?,
+        Command::Workspace(WorkspaceCommand::Switch { slug }) => {
+            workspace::switch(&ctx, &slug).await?
+        }
+        Command::Workspace(WorkspaceCommand::Members { slug }) => {
+            workspace::members(&ctx, slug.as_deref()).await?
+        }
+        Command::Workspace(WorkspaceCommand::Invite { email, role, days }) => {
+            workspace::invite(&ctx, &email, role, days).await?
+        }
+        Command::Config(ConfigCommand::Get { key }) => config::get(&ctx, key)?,
+        Command::Config(ConfigCommand::Set { key, value }) => config::set(&ctx, key, &value)?,
+        Command::Config(ConfigCommand::List) => config::list(&ctx)?,
+        Command::Config(ConfigCommand::Unset { key }) => config::unset(&ctx, key)?,
+        Command::Config(ConfigCommand::Profiles) => config::profiles(&ctx)?,
+        Command::Completion { .. } => {}
+    }
+    Ok(Exit::Ok)
+}
+
+async fn version(ctx: &Ctx) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let (server, server_error) = match client.version().await {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let out = VersionOutput { client: env!("CARGO_PKG_VERSION").into(), server, server_error };
+    if !ctx.text() {
+        return output::json(&out);
+    }
+    println!("flare {}", out.client);
+    match (&out.server, &out.server_error) {
+        (Some(v), _) => println!("server {} (API {}) at {}", v.version, v.api, ctx.server()),
+        (None, Some(e)) => println!("server: unavailable ({e})"),
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// A degraded server exits 1 after printing which checks failed.
+async fn health(ctx: &Ctx) -> anyhow::Result<Exit> {
+    let health = ctx.client()?.health().await?;
+    if !ctx.text() {
+        output::json(&health)?;
+    } else {
+        for (name, value) in &health.checks {
+            println!("{name:<10} {value}");
+        }
+    }
+    if health.is_ok() {
+        return Ok(Exit::Ok);
+    }
+    if ctx.text() {
+        let failing: Vec<&str> =
+            health.checks.iter().filter(|(_, v)| *v != "ok").map(|(k, _)| k.as_str()).collect();
+        let f = Failure::new(
+            Exit::Error,
+            "degraded",
+            format!("the server is degraded: {} failing", failing.join(", ")),
+        )
+        .hint("the server's log says more about each failing check");
+        eprintln!("error: {}", f.message);
+        if let Some(h) = &f.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+    Ok(Exit::Error)
 }

@@ -41,6 +41,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub node: NodeConfig,
     pub turnstile: TurnstileConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +116,33 @@ pub struct NodeConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of a CLI access token, in seconds (it is refreshed silently).
+    /// Example: `access_token_ttl_secs = 900`.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a CLI refresh token, in days; each use rotates it.
+    /// Example: `refresh_token_ttl_days = 30`.
+    pub refresh_token_ttl_days: u64,
+    /// How long a device code (`flare auth login`) waits for approval, in seconds.
+    /// Example: `device_code_ttl_secs = 600`.
+    pub device_code_ttl_secs: u64,
+    /// The polling interval the CLI is told to keep, in seconds. Example: `device_poll_interval_secs = 5`.
+    pub device_poll_interval_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_days: 30,
+            device_code_ttl_secs: 600,
+            device_poll_interval_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TurnstileConfig {
     /// Cloudflare Turnstile secret key; empty switches the bot check off (dev). Example:
     /// `secret = "0x4AAAAAAA…"` (or `BURSTFLARE_TURNSTILE__SECRET`).
@@ -149,6 +177,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             node: NodeConfig::default(),
             turnstile: TurnstileConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -261,6 +290,19 @@ impl Config {
             return Err(invalid("database.max_connections", "must be between 1 and 1000"));
         }
         validate_bucket(&self.storage.bucket)?;
+        let a = &self.auth;
+        if !(1..=86_400).contains(&a.access_token_ttl_secs) {
+            return Err(invalid("auth.access_token_ttl_secs", "must be between 1 and 86400"));
+        }
+        if !(1..=365).contains(&a.refresh_token_ttl_days) {
+            return Err(invalid("auth.refresh_token_ttl_days", "must be between 1 and 365"));
+        }
+        if !(60..=3600).contains(&a.device_code_ttl_secs) {
+            return Err(invalid("auth.device_code_ttl_secs", "must be between 60 and 3600"));
+        }
+        if !(1..=60).contains(&a.device_poll_interval_secs) {
+            return Err(invalid("auth.device_poll_interval_secs", "must be between 1 and 60"));
+        }
         if self.temporal.namespace.is_empty() || self.temporal.namespace.len() > 255 {
             return Err(invalid("temporal.namespace", "must be 1 to 255 characters"));
         }

@@ -13,6 +13,12 @@ pub enum SecretKind {
     ApiToken,
     Invite,
     Csrf,
+    /// RFC 8628 device code (polled by `flare auth login`).
+    DeviceCode,
+    /// Short-lived CLI access token.
+    AccessToken,
+    /// Rotating CLI refresh token.
+    RefreshToken,
 }
 
 impl SecretKind {
@@ -22,6 +28,9 @@ impl SecretKind {
             SecretKind::ApiToken => "bfp_",
             SecretKind::Invite => "bfi_",
             SecretKind::Csrf => "",
+            SecretKind::DeviceCode => "bfd_",
+            SecretKind::AccessToken => "bfa_",
+            SecretKind::RefreshToken => "bfr_",
         }
     }
 }
@@ -76,6 +85,33 @@ pub fn recovery_code_hash(typed: &str) -> Option<Vec<u8>> {
     ok.then(|| hash(&norm))
 }
 
+/// RFC 8628 user codes: 8 characters from consonants only (no vowels, so no words, and no
+/// look-alikes), shown as `XXXX-XXXX`.
+pub const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+
+/// A new user code, normalized (no dash).
+pub fn user_code() -> String {
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| USER_CODE_ALPHABET[(rng.next_u32() as usize) % USER_CODE_ALPHABET.len()] as char)
+        .collect()
+}
+
+/// A typed user code, normalized: case and dashes/spaces do not matter.
+pub fn normalize_user_code(typed: &str) -> Option<String> {
+    let norm: String = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (norm.len() == 8 && norm.bytes().all(|b| USER_CODE_ALPHABET.contains(&b))).then_some(norm)
+}
+
+/// `BCDFGHJK` -> `BCDF-GHJK`.
+pub fn display_user_code(code: &str) -> String {
+    if code.len() == 8 { format!("{}-{}", &code[..4], &code[4..]) } else { code.to_string() }
+}
+
 /// Compares two secrets in constant time (for values that are compared, not looked up).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -109,6 +145,19 @@ mod tests {
         assert_eq!(recovery_code_hash(&code.to_lowercase().replace('-', " ")).as_ref(), Some(h));
         assert_eq!(recovery_code_hash("0000-00000"), None);
         assert_eq!(recovery_code_hash("short"), None);
+    }
+
+    #[test]
+    fn user_codes_use_the_rfc_8628_alphabet_and_are_typed_in_any_case_with_or_without_the_dash() {
+        let code = user_code();
+        assert_eq!(code.len(), 8);
+        assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+        let shown = display_user_code(&code);
+        assert_eq!(shown.len(), 9);
+        assert_eq!(normalize_user_code(&shown.to_lowercase()), Some(code.clone()));
+        assert_eq!(normalize_user_code("BCDF GHJK"), Some("BCDFGHJK".into()));
+        assert_eq!(normalize_user_code("AEIO-UBCD"), None, "vowels are not in the alphabet");
+        assert_eq!(normalize_user_code("BCD"), None);
     }
 
     #[test]

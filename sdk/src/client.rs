@@ -1,8 +1,26 @@
 //! A typed HTTP client for the BurstFlare API, used by `flare` and by the tests.
+//!
+//! Every call goes through one generic path, [`Client::request`]: it joins the path to the base
+//! URL, sends the bearer token when the client has one, and turns a non-2xx answer into
+//! [`ClientError::Api`] (the `{code, message, details}` body) or, for the OAuth endpoints,
+//! [`ClientError::OAuth`]. The typed helpers below are one-liners over it.
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{ApiError, HealthResponse, VersionResponse, routes};
+pub use reqwest::Method;
+
+use crate::{
+    ApiError, CreateInvite, CreatedInvite, DeviceCodeRequest, DeviceCodeResponse,
+    DeviceTokenRequest, ErrorCode, HealthResponse, Me, MemberInfo, OAuthError, RefreshRequest,
+    TokenPair, VersionResponse, WorkspaceSummary, routes,
+};
+
+/// The `body` argument of [`Client::request`] for requests without one.
+pub const NO_BODY: Option<&()> = None;
+
+/// How long to wait for a TCP (and TLS) connection before calling the server unreachable.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -15,14 +33,71 @@ pub enum ClientError {
     Transport { url: String, cause: String },
     #[error("server answered {status}: {error}")]
     Api { status: u16, error: ApiError },
+    /// An RFC 6749 error body (`{error, error_description}`) from the device and token endpoints.
+    #[error("{}", oauth_message(.0))]
+    OAuth(OAuthError),
     #[error("server answered {status} with a body this client does not understand: {body}")]
     UnexpectedBody { status: u16, body: String },
 }
 
-#[derive(Debug, Clone)]
+fn oauth_message(e: &OAuthError) -> String {
+    match &e.error_description {
+        Some(d) if !d.is_empty() => format!("{}: {d}", e.error),
+        _ => e.error.clone(),
+    }
+}
+
+impl ClientError {
+    /// The HTTP status the server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::UnexpectedBody { status, .. } => Some(*status),
+            Self::OAuth(_) | Self::InvalidUrl { .. } | Self::Transport { .. } => None,
+        }
+    }
+
+    /// The `code` of an API error body.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+
+    /// The server does not accept the credentials (401), whatever the body says.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.status() == Some(401) || self.code() == Some(ErrorCode::Unauthenticated)
+    }
+
+    /// The resource does not exist or is not the caller's (404).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404) || self.code() == Some(ErrorCode::NotFound)
+    }
+
+    /// The `error` of an OAuth error body, e.g. `authorization_pending`.
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            Self::OAuth(e) => Some(&e.error),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Client {
     base: url::Url,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer`; never printed.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -35,59 +110,245 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("burstflare-sdk/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(Self { base, http })
+        Ok(Self { base, http, token: None })
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(mut self, token: String) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The same client, without credentials.
+    pub fn without_token(mut self) -> Self {
+        self.token = None;
+        self
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
     }
 
     pub fn base_url(&self) -> &url::Url {
         &self.base
     }
 
+    /// Sends one request and decodes the JSON answer. A 2xx without a body decodes as JSON
+    /// `null`, so `R = ()` (or `Option<_>`) also fits a 204. Pass [`NO_BODY`] for no body.
+    pub async fn request<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, ClientError> {
+        self.request_allowing(method, path, body, &[]).await
+    }
+
+    /// [`Client::request`] for endpoints that answer 204 No Content: any 2xx body is ignored.
+    pub async fn request_empty<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        self.send(method, path, body, &[]).await.map(|_| ())
+    }
+
+    /// [`Client::request`] that also decodes the answers with a status in `also_ok` as `R`.
+    pub async fn request_allowing<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        also_ok: &[u16],
+    ) -> Result<R, ClientError> {
+        let (status, bytes) = self.send(method, path, body, also_ok).await?;
+        let json: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"null" } else { &bytes };
+        serde_json::from_slice(json)
+            .map_err(|_| ClientError::UnexpectedBody { status, body: excerpt(&bytes) })
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        also_ok: &[u16],
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let url = self.base.join(path).map_err(|e| ClientError::InvalidUrl {
+            url: format!("{}{path}", self.base),
+            reason: e.to_string(),
+        })?;
+        let mut req = self.http.request(method, url).header("accept", "application/json");
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|source| transport(&self.base, source))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|source| transport(&self.base, source))?;
+        if (200..300).contains(&status) || also_ok.contains(&status) {
+            Ok((status, bytes.to_vec()))
+        } else {
+            Err(error_from(status, &bytes))
+        }
+    }
+
     /// `GET /api/health`. A degraded server answers 503 with the same body, which is
     /// returned as `Ok` so callers can show which check failed.
     pub async fn health(&self) -> Result<HealthResponse, ClientError> {
-        self.get_allowing(routes::HEALTH, &[503]).await
+        self.request_allowing(Method::GET, routes::HEALTH, NO_BODY, &[503]).await
     }
 
+    /// `GET /api/version`
     pub async fn version(&self) -> Result<VersionResponse, ClientError> {
-        self.get_allowing(routes::VERSION, &[]).await
+        self.request(Method::GET, routes::VERSION, NO_BODY).await
     }
 
-    async fn get_allowing<T: DeserializeOwned>(
+    /// `GET /api/v1/me`
+    pub async fn me(&self) -> Result<Me, ClientError> {
+        self.request(Method::GET, "/api/v1/me", NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces`: the caller's workspaces with the caller's role in each.
+    pub async fn workspaces(&self) -> Result<Vec<WorkspaceSummary>, ClientError> {
+        self.request(Method::GET, "/api/v1/workspaces", NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}`
+    pub async fn workspace(&self, ws: &str) -> Result<WorkspaceSummary, ClientError> {
+        self.request(Method::GET, &workspace_path(ws, ""), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/members`
+    pub async fn members(&self, ws: &str) -> Result<Vec<MemberInfo>, ClientError> {
+        self.request(Method::GET, &workspace_path(ws, "/members"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/invites`: the answer holds the invite link, shown once.
+    pub async fn create_invite(
         &self,
-        path: &str,
-        also_ok: &[u16],
-    ) -> Result<T, ClientError> {
-        let url = self.base.join(path).map_err(|e| ClientError::InvalidUrl {
-            url: self.base.to_string(),
-            reason: e.to_string(),
-        })?;
-        let resp =
-            self.http.get(url.clone()).send().await.map_err(|source| transport(&url, source))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|source| transport(&url, source))?;
-        if (200..300).contains(&status) || also_ok.contains(&status) {
-            return serde_json::from_slice(&body).map_err(|_| ClientError::UnexpectedBody {
-                status,
-                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
-            });
-        }
-        match serde_json::from_slice::<ApiError>(&body) {
-            Ok(error) => Err(ClientError::Api { status, error }),
-            Err(_) => Err(ClientError::UnexpectedBody {
-                status,
-                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
-            }),
-        }
+        ws: &str,
+        body: &CreateInvite,
+    ) -> Result<CreatedInvite, ClientError> {
+        self.request(Method::POST, &workspace_path(ws, "/invites"), Some(body)).await
+    }
+
+    /// `POST /api/v1/device/code`: starts a device login (RFC 8628).
+    pub async fn device_code(
+        &self,
+        body: &DeviceCodeRequest,
+    ) -> Result<DeviceCodeResponse, ClientError> {
+        self.request(Method::POST, "/api/v1/device/code", Some(body)).await
+    }
+
+    /// `POST /api/v1/device/token`: one poll. Until the login is approved this fails with
+    /// [`ClientError::OAuth`] `authorization_pending` (or `slow_down`, `access_denied`,
+    /// `expired_token`, `invalid_grant`).
+    pub async fn device_token(&self, body: &DeviceTokenRequest) -> Result<TokenPair, ClientError> {
+        self.request(Method::POST, "/api/v1/device/token", Some(body)).await
+    }
+
+    /// `POST /api/v1/token/refresh`: rotates the refresh token. A used or revoked one is a 401.
+    pub async fn refresh_token(&self, body: &RefreshRequest) -> Result<TokenPair, ClientError> {
+        self.request(Method::POST, "/api/v1/token/refresh", Some(body)).await
+    }
+
+    /// `POST /api/v1/token/revoke`: ends the CLI login the refresh token belongs to.
+    pub async fn revoke_token(&self, body: &RefreshRequest) -> Result<(), ClientError> {
+        self.request_empty(Method::POST, "/api/v1/token/revoke", Some(body)).await
     }
 }
 
-fn transport(url: &url::Url, source: reqwest::Error) -> ClientError {
+/// `/api/v1/workspaces/{ws}{rest}` with `ws` percent-encoded as one path segment.
+pub fn workspace_path(ws: &str, rest: &str) -> String {
+    format!("{}/workspaces/{}{rest}", routes::API_V1, encode_segment(ws))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, so a value stays one segment.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The error for a non-2xx answer: the API error body, else an OAuth error body, else the
+/// start of whatever came back.
+fn error_from(status: u16, body: &[u8]) -> ClientError {
+    if let Ok(error) = serde_json::from_slice::<ApiError>(body) {
+        return ClientError::Api { status, error };
+    }
+    if let Ok(error) = serde_json::from_slice::<OAuthError>(body) {
+        return ClientError::OAuth(error);
+    }
+    ClientError::UnexpectedBody { status, body: excerpt(body) }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(500).collect()
+}
+
+fn transport(base: &url::Url, source: reqwest::Error) -> ClientError {
     // reqwest's own message ("error sending request") hides the useful part: the root cause.
     let mut cause: &(dyn std::error::Error + 'static) = &source;
     while let Some(next) = cause.source() {
         cause = next;
     }
-    ClientError::Transport { url: url.to_string(), cause: cause.to_string() }
+    ClientError::Transport {
+        url: base.as_str().trim_end_matches('/').to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let c = Client::new("http://127.0.0.1:1")
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .with_token("bf_secret_value".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("bf_secret_value") && s.contains("<redacted>"), "{s}");
+    }
+
+    #[test]
+    fn an_api_error_body_becomes_an_api_error() {
+        let e = error_from(404, br#"{"code":"not_found","message":"workspace not found"}"#);
+        assert!(e.is_not_found(), "{e:?}");
+        assert!(matches!(e, ClientError::Api { status: 404, .. }));
+    }
+
+    #[test]
+    fn an_oauth_error_body_becomes_an_oauth_error() {
+        let e = error_from(400, br#"{"error":"slow_down","error_description":"wait"}"#);
+        assert_eq!(e.oauth_error(), Some("slow_down"));
+        assert_eq!(e.to_string(), "slow_down: wait");
+    }
+
+    #[test]
+    fn a_body_that_is_neither_is_kept_for_the_message() {
+        let e = error_from(502, b"<html>bad gateway</html>");
+        assert!(
+            matches!(e, ClientError::UnexpectedBody { status: 502, ref body } if body.contains("bad gateway"))
+        );
+    }
+
+    #[test]
+    fn workspace_slugs_stay_one_path_segment() {
+        assert_eq!(workspace_path("acme", "/members"), "/api/v1/workspaces/acme/members");
+        assert_eq!(workspace_path("a/../b c", ""), "/api/v1/workspaces/a%2F..%2Fb%20c");
+    }
 }

@@ -71,3 +71,12 @@ impl std::fmt::Debug for RefreshRequest {
         f.write_str("RefreshRequest { .. }")
     }
 }
+
+/// A CLI login (one refresh-token family) as listed under `/api/v1/me/cli-sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CliSessionInfo {
+    pub id: String,
+    pub client_name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}

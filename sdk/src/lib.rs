@@ -11,8 +11,8 @@ pub mod types;
 pub mod workspace_views;
 
 pub use client::{Client, ClientError};
-pub use error::{ApiError, ErrorCode};
 pub use device::*;
+pub use error::{ApiError, ErrorCode};
 pub use identity::*;
 pub use types::*;
 pub use workspace_views::*;

@@ -126,6 +126,26 @@ impl Browser {
         Reply { status, body, set_cookie }
     }
 
+    /// Posts an HTML form (the CSRF token goes in the `csrf` field, as the pages send it).
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut pairs: Vec<(String, String)> =
+            fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if let Some(c) = &self.csrf {
+            pairs.push(("csrf".into(), c.clone()));
+        }
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(&pairs);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(o) = &self.origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        Reply { status, body: Value::String(text), set_cookie: None }
+    }
+
     pub async fn get(&mut self, path: &str) -> Reply {
         self.send(reqwest::Method::GET, path, None).await
     }

@@ -8,6 +8,8 @@ mod browser;
 mod browserish;
 mod commands;
 mod dev_command;
+mod device;
+mod flare_cli;
 mod health;
 mod helpers;
 mod identity;

@@ -104,7 +104,7 @@ impl Store {
     ) -> Result<Vec<ApiToken>, StoreError> {
         let sql = format!(
             "SELECT {API_TOKEN_COLUMNS} FROM api_tokens
-             WHERE user_id = $1 AND {ACTIVE_AT_2}
+             WHERE user_id = $1 AND {ACTIVE_AT_2} AND refresh_family_id IS NULL
              ORDER BY created_at DESC, id DESC"
         );
         let rows = sqlx::query(&sql).bind(user.as_str()).bind(now).fetch_all(&self.pool).await?;

@@ -21,6 +21,7 @@ pub fn account(
     passkeys: &[sdk::PasskeyInfo],
     sessions: &[sdk::BrowserSessionInfo],
     tokens: &[sdk::TokenInfo],
+    cli_sessions: &[sdk::CliSessionInfo],
     unused_recovery_codes: u64,
     shown_once: Option<ShownOnce>,
 ) -> Markup {
@@ -38,6 +39,7 @@ pub fn account(
                     a href="#passkeys" { "Passkeys" }
                     a href="#sessions" { "Sessions" }
                     a href="#tokens" { "API tokens" }
+                    a href="#cli" { "CLI sessions" }
                     a href="#recovery" { "Recovery codes" }
                 }
             }
@@ -45,6 +47,7 @@ pub fn account(
             (passkeys_section(ctx, passkeys))
             (sessions_section(ctx, sessions))
             (tokens_section(ctx, tokens))
+            (cli_section(ctx, cli_sessions))
             (recovery_section(ctx, unused_recovery_codes))
         },
     )
@@ -172,6 +175,45 @@ fn sessions_section(ctx: &PageContext, sessions: &[sdk::BrowserSessionInfo]) -> 
                                             button.button.small.danger type="submit" {
                                                 "Revoke" span.visually-hidden { " session on " (device) }
                                             }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn cli_section(ctx: &PageContext, cli: &[sdk::CliSessionInfo]) -> Markup {
+    html! {
+        section #cli .card aria-labelledby="cli-heading" {
+            h2 #cli-heading { "CLI sessions" }
+            p.muted { "Each " code { "flare auth login" } " you approved. Revoking one signs that CLI out at once." }
+            @if cli.is_empty() {
+                p.muted { "No CLI is signed in. Run " code { "flare auth login" } " to sign one in." }
+            } @else {
+                table.table.stack {
+                    thead { tr {
+                        th scope="col" { "Client" }
+                        th scope="col" { "Signed in" }
+                        th scope="col" { "Last used" }
+                        th scope="col" { span.visually-hidden { "Actions" } }
+                    } }
+                    tbody {
+                        @for c in cli {
+                            tr {
+                                td data-label="Client" { (c.client_name) }
+                                td data-label="Signed in" { (time(c.created_at)) }
+                                td data-label="Last used" { (time_or(c.last_used_at, "never")) }
+                                td data-label="Actions" {
+                                    form method="post" action={ "/account/cli-sessions/" (encode_path_segment(&c.id)) "/revoke" }
+                                        class="inline-form" data-confirm={ "Sign out “" (c.client_name) "”?" } {
+                                        (csrf_field(ctx))
+                                        button.button.small.danger type="submit" {
+                                            "Revoke" span.visually-hidden { " CLI session " (c.client_name) }
                                         }
                                     }
                                 }

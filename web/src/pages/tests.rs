@@ -331,6 +331,12 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
                 &f.passkeys,
                 &f.sessions,
                 &f.tokens,
+                &[sdk::CliSessionInfo {
+                    id: "fam-1".into(),
+                    client_name: EVIL.into(),
+                    created_at: 0,
+                    last_used_at: None,
+                }],
                 7,
                 Some(ShownOnce::Token { name: EVIL, secret: "bf_secret<>" }),
             ),
@@ -342,11 +348,12 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
                 &f.passkeys,
                 &f.sessions,
                 &f.tokens,
+                &[],
                 0,
                 Some(ShownOnce::RecoveryCodes(&f.codes)),
             ),
         ),
-        ("account empty", account(&signed_in, &[], &[], &[], 1, None)),
+        ("account empty", account(&signed_in, &[], &[], &[], &[], 1, None)),
         (
             "members manager",
             members(&signed_in, ws, &f.members, &f.invites, true, Some("https://x/invite/t<")),
@@ -669,7 +676,7 @@ fn passkey_forms_carry_what_the_script_needs() {
     let c = PageContext::default();
     let signup = signup(&c).into_string();
     let signin = signin(&c, Some("/invite/abc")).into_string();
-    let account = account(&ctx(&f, None), &f.passkeys, &[], &[], 3, None).into_string();
+    let account = account(&ctx(&f, None), &f.passkeys, &[], &[], &[], 3, None).into_string();
     for (kind, id, html) in [
         ("signup", "signup-form", &signup),
         ("signin", "signin-form", &signin),
@@ -728,7 +735,7 @@ fn the_invite_page_accepts_or_sends_you_to_sign_in_and_back() {
 fn the_account_page_lists_everything_with_its_forms() {
     let f = fixture();
     let c = ctx(&f, Some(CSRF));
-    let html = account(&c, &f.passkeys, &f.sessions, &f.tokens, 4, None).into_string();
+    let html = account(&c, &f.passkeys, &f.sessions, &f.tokens, &[], 4, None).into_string();
     for section in ["passkeys", "sessions", "tokens", "recovery"] {
         assert!(
             start_tags(&html).iter().any(|t| t.name == "section" && t.attr("id") == Some(section)),
@@ -769,16 +776,23 @@ fn the_account_page_lists_everything_with_its_forms() {
 fn secrets_shown_once_are_in_a_copy_box() {
     let f = fixture();
     let c = ctx(&f, None);
-    let html =
-        account(&c, &[], &[], &[], 10, Some(ShownOnce::Token { name: "ci", secret: "bf_abc" }))
-            .into_string();
+    let html = account(
+        &c,
+        &[],
+        &[],
+        &[],
+        &[],
+        10,
+        Some(ShownOnce::Token { name: "ci", secret: "bf_abc" }),
+    )
+    .into_string();
     assert!(html.contains("Copy it now: it will not be shown again"));
     assert!(html.contains(
         r#"<pre class="secret" id="shown-once-secret" aria-label="New API token">bf_abc</pre>"#
     ));
     assert!(html.contains(r#"data-copy="shown-once-secret" hidden>Copy</button>"#));
     let html =
-        account(&c, &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes))).into_string();
+        account(&c, &[], &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes))).into_string();
     assert!(html.contains(&f.codes.join("\n")));
 }
 
@@ -843,7 +857,7 @@ fn the_navigation_marks_the_current_page() {
         ("/w/acme/members", "Members", members(&c, ws, &f.members, &[], true, None)),
         ("/w/acme/audit", "Audit log", audit(&c, ws, &f.audit, None, None)),
         ("/w/acme/settings", "Settings", settings(&c, ws, true)),
-        ("/account", "Account", account(&c, &[], &[], &[], 5, None)),
+        ("/account", "Account", account(&c, &[], &[], &[], &[], 5, None)),
         ("/workspaces/new", "New workspace", new_workspace(&c, None)),
     ];
     for (href, text, page) in pages {

@@ -1,0 +1,5 @@
+//! One module per command group; each function runs one command and prints its result.
+
+pub mod auth;
+pub mod config;
+pub mod workspace;
