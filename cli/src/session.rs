@@ -284,9 +284,14 @@ impl Authed<'_> {
                 self.auth = Auth::Stored(fresh);
                 Ok(())
             }
-            Err(e) if e.is_unauthenticated() || e.oauth_error() == Some("invalid_grant") => {
-                // A process that does not take the lock (an older flare, or a file system
-                // without locks) may have rotated the token just before us: read once more.
+            // 409: the server saw this token rotated a moment ago by another process of this
+            // CLI (one that does not take the lock, or a file system without locks).
+            Err(e)
+                if e.is_unauthenticated()
+                    || e.status() == Some(409)
+                    || e.oauth_error() == Some("invalid_grant") =>
+            {
+                // That process may have rotated the token just before us: read once more.
                 let again = load_for(&store, self.ctx, &self.server)?;
                 if again.refresh_token.as_deref() != Some(refresh_token.as_str()) {
                     self.auth = Auth::Stored(again);

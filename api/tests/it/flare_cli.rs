@@ -95,6 +95,17 @@ async fn flare_logs_in_through_the_browser_refreshes_silently_and_is_cut_off_by_
     let out = run(config.path(), &api.base, &["workspace", "list", "--output", "json"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // Two flare processes whose token expired at the same moment: one refreshes, the other
+    // uses what it stored, and the login survives (a second refresh would revoke it).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (a, b) = tokio::join!(
+        run(config.path(), &api.base, &["auth", "whoami", "--output", "json"]),
+        run(config.path(), &api.base, &["workspace", "list", "--output", "json"]),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(web.get("/api/v1/me/cli-sessions").await.body.as_array().unwrap().len(), 1);
+
     // Revoking the CLI session in the web UI cuts it off.
     let id = web.get("/api/v1/me/cli-sessions").await.body[0]["id"].as_str().unwrap().to_string();
     assert_eq!(web.post_form(&format!("/account/cli-sessions/{id}/revoke"), &[]).await.status, 303);
