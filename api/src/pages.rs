@@ -95,6 +95,15 @@ fn done(to: &str, ok: bool, message: &str) -> Response {
     resp
 }
 
+/// The answer to a form post that changes something: back to `back` with `message`, or with
+/// the error.
+fn after(result: Result<(), AppError>, back: &str, message: &str) -> Response {
+    match result {
+        Ok(()) => done(back, true, message),
+        Err(e) => failed(back, e),
+    }
+}
+
 /// A failed form post: back to `to` with the error, or the 404 page.
 fn failed(to: &str, e: AppError) -> Response {
     match e {
@@ -270,10 +279,11 @@ async fn passkey_rename(
     Path(id): Path<String>,
     Form(f): Form<NameForm>,
 ) -> Response {
-    match identity::passkey_rename(&s, &m, &p, &id, &f.name).await {
-        Ok(()) => done("/account#passkeys", true, "Passkey renamed."),
-        Err(e) => failed("/account#passkeys", e),
-    }
+    after(
+        identity::passkey_rename(&s, &m, &p, &id, &f.name).await,
+        "/account#passkeys",
+        "Passkey renamed.",
+    )
 }
 
 async fn passkey_delete(
@@ -282,10 +292,7 @@ async fn passkey_delete(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    match identity::passkey_delete(&s, &m, &p, &id).await {
-        Ok(()) => done("/account#passkeys", true, "Passkey removed."),
-        Err(e) => failed("/account#passkeys", e),
-    }
+    after(identity::passkey_delete(&s, &m, &p, &id).await, "/account#passkeys", "Passkey removed.")
 }
 
 async fn session_revoke(
@@ -294,10 +301,11 @@ async fn session_revoke(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    match identity::session_revoke(&s, &m, &p, &id).await {
-        Ok(()) => done("/account#sessions", true, "Session revoked: it is signed out now."),
-        Err(e) => failed("/account#sessions", e),
-    }
+    after(
+        identity::session_revoke(&s, &m, &p, &id).await,
+        "/account#sessions",
+        "Session revoked: it is signed out now.",
+    )
 }
 
 #[derive(Deserialize)]
@@ -343,10 +351,7 @@ async fn token_revoke(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    match identity::token_revoke(&s, &m, &p, &id).await {
-        Ok(()) => done("/account#tokens", true, "Token revoked."),
-        Err(e) => failed("/account#tokens", e),
-    }
+    after(identity::token_revoke(&s, &m, &p, &id).await, "/account#tokens", "Token revoked.")
 }
 
 async fn cli_revoke(
@@ -355,10 +360,11 @@ async fn cli_revoke(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
-    match crate::device::cli_session_revoke(&s, &m, &p, &id).await {
-        Ok(()) => done("/account#cli", true, "CLI session revoked: it is signed out now."),
-        Err(e) => failed("/account#cli", e),
-    }
+    after(
+        crate::device::cli_session_revoke(&s, &m, &p, &id).await,
+        "/account#cli",
+        "CLI session revoked: it is signed out now.",
+    )
 }
 
 async fn recovery_regenerate(
@@ -474,10 +480,11 @@ async fn member_role(
     Path((_, user)): Path<(String, String)>,
     Form(f): Form<RoleForm>,
 ) -> Response {
-    match workspaces::set_role(&s, &m, &p, &c, &user, &f.role).await {
-        Ok(()) => done(&members_url(&c), true, "Role changed."),
-        Err(e) => failed(&members_url(&c), e),
-    }
+    after(
+        workspaces::set_role(&s, &m, &p, &c, &user, &f.role).await,
+        &members_url(&c),
+        "Role changed.",
+    )
 }
 
 async fn member_remove(
@@ -487,10 +494,7 @@ async fn member_remove(
     Extension(c): Extension<WorkspaceCtx>,
     Path((_, user)): Path<(String, String)>,
 ) -> Response {
-    match workspaces::remove(&s, &m, &p, &c, &user).await {
-        Ok(()) => done(&members_url(&c), true, "Member removed."),
-        Err(e) => failed(&members_url(&c), e),
-    }
+    after(workspaces::remove(&s, &m, &p, &c, &user).await, &members_url(&c), "Member removed.")
 }
 
 #[derive(Deserialize)]
@@ -530,10 +534,7 @@ async fn invite_revoke(
     Extension(c): Extension<WorkspaceCtx>,
     Path((_, id)): Path<(String, String)>,
 ) -> Response {
-    match workspaces::invite_revoke(&s, &m, &p, &c, &id).await {
-        Ok(()) => done(&members_url(&c), true, "Invite revoked."),
-        Err(e) => failed(&members_url(&c), e),
-    }
+    after(workspaces::invite_revoke(&s, &m, &p, &c, &id).await, &members_url(&c), "Invite revoked.")
 }
 
 async fn leave(
