@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::page::{
-    EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
+    AddScriptToEvaluateOnNewDocumentParams, EventJavascriptDialogOpening,
+    HandleJavaScriptDialogParams,
 };
 use chromiumoxide::cdp::browser_protocol::web_authn::{
     AddCredentialParams, AddVirtualAuthenticatorParams, AuthenticatorId, AuthenticatorProtocol,
@@ -98,6 +99,10 @@ impl Chromium {
             .unwrap()
             .result
             .authenticator_id;
+
+        // Every document records its script errors and console errors, so a test can check a
+        // page is clean (failed requests are read from the resource timing entries).
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(PAGE_PROBE)).await.unwrap();
 
         // Destructive forms ask `confirm()` first; a dialog nobody answers stalls the page. Say
         // yes, as the person would, and keep the question so the test can check it was asked.
@@ -405,6 +410,45 @@ fn lap(started: &Instant, what: &str) {
 }
 
 /// Where a screenshot for humans goes: the workspace's `target/`.
+/// Installed in every document before its own scripts run.
+const PAGE_PROBE: &str = "window.__bfProblems = []; \
+    window.addEventListener('error', e => window.__bfProblems.push('script error: ' + e.message)); \
+    (() => { const original = console.error; console.error = (...args) => { \
+      window.__bfProblems.push('console.error: ' + args.join(' ')); original.apply(console, args); }; })();";
+
+impl Tab {
+    /// Script errors, console errors and requests (the document, its assets, the live
+    /// script's fetches) that answered 400 or more, on the current page.
+    async fn problems(&self) -> Vec<String> {
+        self.eval(
+            "(() => { const failed = [...performance.getEntriesByType('navigation'), \
+               ...performance.getEntriesByType('resource')] \
+               .filter(e => (e.responseStatus || 0) >= 400) \
+               .map(e => 'request ' + e.name + ' answered ' + e.responseStatus); \
+               return (window.__bfProblems || []).concat(failed); })()",
+        )
+        .await
+    }
+
+    async fn assert_clean(&self, what: &str) {
+        let problems = self.problems().await;
+        assert!(problems.is_empty(), "{}: {what} is not clean: {problems:?}", self.who);
+    }
+
+    /// Saves a full-page screenshot under `target/screenshots/` for people to look at.
+    async fn screenshot(&self, name: &str) {
+        let dir = screenshot_path("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        self.page
+            .save_screenshot(
+                ScreenshotParams::builder().full_page(true).build(),
+                dir.join(format!("{name}.png")),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 fn screenshot_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join(name)
 }
@@ -628,7 +672,12 @@ async fn a_signed_in_person_reaches_every_page_of_the_shell_switches_workspace_a
     let api = Api::start().await;
     let browser = Chromium::launch("grace").await;
     let grace = browser.tab("grace", &api.base).await;
+    assert_eq!(grace.open("/signin").await, "/signin");
+    grace.assert_clean("/signin").await;
+    grace.screenshot("signin").await;
     assert_eq!(grace.open("/signup").await, "/signup");
+    grace.assert_clean("/signup").await;
+    grace.screenshot("signup").await;
     grace.sign_up("grace@example.com", "Grace").await;
 
     // Signed in, the home page is the dashboard of the personal workspace.
@@ -655,8 +704,16 @@ async fn a_signed_in_person_reaches_every_page_of_the_shell_switches_workspace_a
         assert_eq!(grace.open(path).await, path);
         assert_eq!(grace.count("h1").await, 1, "{path}");
         assert_eq!(grace.text("nav [aria-current='page']").await, current, "{path}");
+        grace.assert_clean(path).await;
+        grace.screenshot(&current.to_lowercase().replace(' ', "-")).await;
     }
+    // The probe does see problems: a missing page is one.
+    grace.open("/w/lab/no-such-page").await;
+    let problems = grace.problems().await;
+    assert!(problems.iter().any(|p| p.contains("answered 404")), "{problems:?}");
     assert_eq!(grace.open("/account").await, "/account");
+    grace.assert_clean("/account").await;
+    grace.screenshot("account").await;
     assert_eq!(grace.count("#passkeys tbody tr").await, 1);
 
     // Rename the workspace from its settings page.

@@ -109,3 +109,55 @@ async fn renaming_a_workspace_needs_manage_workspace_names_the_field_and_is_audi
     let audit = b.get("/api/v1/workspaces/team/audit?action=workspace.rename").await;
     assert_eq!(audit.body["events"][0]["detail"], json!({"from": "Team", "to": "The Team"}));
 }
+
+#[tokio::test]
+async fn every_page_is_well_formed_html() {
+    use burstflare_api::routes::Kind;
+    let api = Api::start().await;
+    let mut b = api.browser();
+    b.sign_up("html@example.com", "Html").await;
+    b.load_csrf(&api).await;
+    b.post("/api/v1/workspaces", json!({"name": "Team", "slug": "team"})).await;
+    let inv = b
+        .post(
+            "/api/v1/workspaces/team/invites",
+            json!({"email": "x@example.com", "role": "viewer"}),
+        )
+        .await;
+    let token = inv.body["link"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    seed_session(&api, "team", "html@example.com", "running").await;
+
+    let mut checked = 0;
+    for def in burstflare_api::http::route_table() {
+        if def.kind != Kind::Page || def.method != axum::http::Method::GET {
+            continue;
+        }
+        let path = def.path.replace("{ws}", "team").replace("{token}", &token);
+        let path = if path == "/switch" { "/switch?ws=team".to_string() } else { path };
+        let r = b.get(&path).await;
+        let html = match r.status.as_u16() {
+            200 => r.body.as_str().unwrap().to_string(),
+            // Redirects (the home page of a signed-in person, the switcher) lead to pages
+            // checked in their own right.
+            303 | 307 => continue,
+            other => panic!("GET {path}: {other}"),
+        };
+        let doc = scraper::Html::parse_document(&html);
+        assert!(doc.errors.is_empty(), "GET {path} is not well-formed HTML: {:?}", doc.errors);
+        assert!(html.starts_with("<!DOCTYPE html>"), "GET {path}");
+        checked += 1;
+    }
+    // The anonymous pages too.
+    let mut anon = api.browser();
+    for path in ["/", "/signin", "/signup", "/recover"] {
+        let r = anon.get(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        let doc = scraper::Html::parse_document(r.body.as_str().unwrap());
+        assert!(doc.errors.is_empty(), "GET {path} is not well-formed HTML: {:?}", doc.errors);
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} pages checked");
+    // The checker itself notices broken markup.
+    let broken = scraper::Html::parse_document("<!DOCTYPE html><html><body><p></span></body></html>");
+    assert!(!broken.errors.is_empty());
+}
