@@ -158,6 +158,7 @@ async fn every_page_is_well_formed_html() {
     }
     assert!(checked >= 15, "only {checked} pages checked");
     // The checker itself notices broken markup.
-    let broken = scraper::Html::parse_document("<!DOCTYPE html><html><body><p></span></body></html>");
+    let broken =
+        scraper::Html::parse_document("<!DOCTYPE html><html><body><p></span></body></html>");
     assert!(!broken.errors.is_empty());
 }
