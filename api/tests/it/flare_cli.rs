@@ -122,3 +122,70 @@ async fn flare_logs_in_through_the_browser_refreshes_silently_and_is_cut_off_by_
     let out = run(config.path(), &api.base, &["auth", "whoami"]).await;
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flare_waits_longer_when_the_server_says_slow_down_and_still_signs_in() {
+    let api = Api::start_with(|c| c.auth.device_poll_interval_secs = 1).await;
+    let mut web = api.browser();
+    web.sign_up("slow@example.com", "Slow").await;
+    web.load_csrf(&api).await;
+    let config = tempfile::tempdir().unwrap();
+
+    let mut cmd = flare(config.path(), &api.base);
+    cmd.args(["auth", "login", "--no-browser"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(code) = line.trim().strip_prefix("code: ") {
+                return code.trim().to_string();
+            }
+        }
+        panic!("flare printed no code");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Make flare's next poll count as too fast: the server answers slow_down and adds 5 s.
+    let pool = api.state.store.pool();
+    let started = std::time::Instant::now();
+    sqlx::query("UPDATE device_authorizations SET last_polled_at = $1")
+        .bind(domain::store::now_ms() + 60_000)
+        .execute(pool)
+        .await
+        .unwrap();
+    let slowed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let interval: i64 =
+                sqlx::query_scalar("SELECT interval_secs FROM device_authorizations")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            if interval > 1 {
+                return interval;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("flare polled and was told to slow down");
+    assert_eq!(slowed, 6);
+    sqlx::query("UPDATE device_authorizations SET last_polled_at = $1")
+        .bind(domain::store::now_ms())
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(web.post_form("/device/approve", &[("code", &code)]).await.status, 200);
+    let status =
+        tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    // It kept the longer interval: no second slow_down, so the interval is still 6.
+    let interval: i64 = sqlx::query_scalar("SELECT interval_secs FROM device_authorizations")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(interval, 6, "flare polled too fast again");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let out = run(config.path(), &api.base, &["auth", "whoami", "--output", "json"]).await;
+    assert!(out.status.success());
+}
