@@ -26,6 +26,11 @@ pub fn router(state: AppState) -> Router {
         .route(web::STYLESHEET_PATH, get(stylesheet))
         .route(web::PASSKEYS_JS_PATH, get(|| script(web::PASSKEYS_JS)))
         .route(web::LIVE_JS_PATH, get(|| script(web::LIVE_JS)))
+        .route(web::FAVICON_PATH, get(favicon))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::response::Redirect::permanent(web::FAVICON_PATH) }),
+        )
         .merge(crate::routes::mount(&state, route_table()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::csrf_guard))
@@ -69,6 +74,13 @@ async fn metrics_handler() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         metrics::handle().render(),
+    )
+}
+
+async fn favicon() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "public, max-age=86400")],
+        web::FAVICON_SVG,
     )
 }
 

@@ -31,6 +31,10 @@ pub const LIVE_JS: &str = include_str!("../assets/live.js");
 /// Path of the live-update script; versioned like the stylesheet.
 pub const LIVE_JS_PATH: &str = concat!("/assets/live-", env!("CARGO_PKG_VERSION"), ".js");
 
+/// The site icon (the logo's bolt), so browsers do not ask for a missing `/favicon.ico`.
+pub const FAVICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path fill="#f06a1d" d="M13 2 4 14h6l-1 8 9-12h-6z"/></svg>"##;
+pub const FAVICON_PATH: &str = "/assets/favicon.svg";
+
 /// The bot-check (Cloudflare Turnstile) script, loaded only when a site key is configured.
 pub const TURNSTILE_JS_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/api.js";
 
@@ -100,6 +104,7 @@ fn frame(ctx: &PageContext, current: Option<&str>, title: &str, body: Markup) ->
                 }
                 title { (title) " · BurstFlare" }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
+                link rel="icon" type="image/svg+xml" href=(FAVICON_PATH);
                 script src=(PASSKEYS_JS_PATH) defer {}
                 script src=(LIVE_JS_PATH) defer {}
                 @if ctx.bot_check_site_key.is_some() {
