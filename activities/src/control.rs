@@ -54,4 +54,69 @@ impl ControlActivities {
             worker: row.worker,
         })
     }
+
+    /// Records a build's new state, and its version's: the workflow is the only writer of
+    /// both. Idempotent: a state the build is already in, or a build that has finished,
+    /// changes nothing. A finished build writes one audit event, the first time only.
+    #[activity(name = "build.transition")]
+    pub async fn build_transition(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        t: BuildTransition,
+    ) -> Result<String, ActivityError> {
+        let id = domain::ids::TemplateBuildId::parse(&t.build_id).map_err(anyhow::Error::from)?;
+        let image = t.image.as_ref().map(|(r, d)| (r.as_str(), d.as_str()));
+        let (build, changed) = self
+            .store
+            .set_build_status(&id, &t.to, t.error.as_deref(), image)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let version_status = match build.status.as_str() {
+            "validating" | "building" | "pushing" => Some("building"),
+            "succeeded" => Some("built"),
+            "failed" | "cancelled" => Some("failed"),
+            _ => None,
+        };
+        if let Some(status) = version_status {
+            let image = match (&build.image_ref, &build.image_digest) {
+                (Some(r), Some(d)) if status == "built" => Some((r.as_str(), d.as_str())),
+                _ => None,
+            };
+            self.store
+                .set_version_status(&build.version_id, status, image)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        if changed && sdk::build_is_final(&build.status) {
+            let mut detail = serde_json::json!({
+                "template": build.template_name,
+                "version": build.version,
+                "attempt": build.attempt,
+                "workflow_id": build.workflow_id,
+            });
+            if let Some(d) = &build.image_digest {
+                detail["digest"] = serde_json::json!(d);
+            }
+            if let Some(e) = &build.error {
+                detail["error"] = serde_json::json!(e);
+            }
+            let entry = domain::store::AuditEntry::new(format!("template.build.{}", build.status))
+                .workspace(&build.workspace_id)
+                .target("template_build", build.id.as_str())
+                .detail(detail);
+            self.store.append_audit(&entry).await.map_err(anyhow::Error::from)?;
+        }
+        Ok(build.status)
+    }
+}
+
+/// Input of `build.transition`: move a build (and its version) to a new state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildTransition {
+    pub build_id: String,
+    /// One of the build states: validating, building, pushing, succeeded, failed, cancelled.
+    pub to: String,
+    pub error: Option<String>,
+    /// `(image_ref, digest)` when the build succeeded.
+    pub image: Option<(String, String)>,
 }

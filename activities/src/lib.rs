@@ -4,9 +4,11 @@
 //!
 //! Activity names are part of the workflow history: they are set explicitly and never change.
 
+pub mod build;
 pub mod control;
 pub mod node;
 
+pub use build::BuilderActivities;
 pub use control::ControlActivities;
 pub use node::NodeActivities;
 

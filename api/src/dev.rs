@@ -61,6 +61,16 @@ impl DevStack {
     /// Starts everything with data under `data_dir`; the API is to be served on the returned
     /// listener (127.0.0.1:`port`, where 0 picks a free port).
     pub async fn start(data_dir: &Path, port: u16) -> anyhow::Result<(Self, TcpListener)> {
+        Self::start_with(data_dir, port, |_| {}).await
+    }
+
+    /// [`DevStack::start`] with a last say over the configuration (tests use it, e.g. to run
+    /// the builder in a process of its own).
+    pub async fn start_with(
+        data_dir: &Path,
+        port: u16,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<(Self, TcpListener)> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let dir = data_dir.canonicalize()?;
@@ -130,6 +140,7 @@ impl DevStack {
         config.storage.force_path_style = true;
         config.temporal.address = url::Url::parse(&format!("http://127.0.0.1:{temporal_port}"))?;
         config.registry.url = url::Url::parse(&format!("http://127.0.0.1:{registry_port}"))?;
+        tweak(&mut config);
         config.validate()?;
 
         BlobStore::new(&config.storage).ensure_bucket().await.context("creating the dev bucket")?;
@@ -158,6 +169,9 @@ impl DevStack {
 
         let mut workers = Workers::new()?;
         workers.start_control(client.clone(), &config.temporal.task_queue, store.clone()).await?;
+        if config.build.in_process {
+            workers.start_builder(client.clone(), &config, docker.clone()).await?;
+        }
         workers.start_node(client.clone(), &config.node.id, docker).await?;
         let check = temporal::run_self_check(
             &client,

@@ -12,6 +12,10 @@ pub enum AppError {
     /// Bad input: `message` names the field and the limit.
     #[error("{message}")]
     Invalid { field: &'static str, message: String },
+    /// Bad input in a field named at run time (bundle and manifest checks); `too_large` answers
+    /// 413 instead of 400.
+    #[error("{message}")]
+    InvalidField { field: String, message: String, too_large: bool },
     #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("{0}")]
@@ -39,6 +43,11 @@ impl AppError {
         match self {
             AppError::Invalid { field, message } => (
                 StatusCode::BAD_REQUEST,
+                ApiError::new(ErrorCode::InvalidRequest, message.clone())
+                    .with_details(serde_json::json!({ "field": field })),
+            ),
+            AppError::InvalidField { field, message, too_large } => (
+                if *too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST },
                 ApiError::new(ErrorCode::InvalidRequest, message.clone())
                     .with_details(serde_json::json!({ "field": field })),
             ),

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod routes;
 pub mod s3;
 pub mod state;
+pub mod templates;
 pub mod temporal;
 pub mod v1;
 pub mod workers;

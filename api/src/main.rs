@@ -51,6 +51,10 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Run a template builder: polls the build task queue (`build.task_queue`), builds images
+    /// with this host's Docker and pushes them to the registry. Needs Docker, object storage and
+    /// the registry, not the database.
+    Builder,
     /// Apply pending database migrations to the configured database.
     Migrate,
     /// Operator commands.
@@ -200,6 +204,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = temporal::connect(&config.temporal).await?;
             let mut workers = Workers::new()?;
             workers.start_node(client, &config.node.id, docker).await?;
+            run_until_signal(workers).await
+        }
+        Command::Builder => {
+            let config = load_config(&cli)?;
+            let docker = bollard::Docker::connect_with_unix(
+                &config.docker.socket.to_string_lossy(),
+                600,
+                bollard::API_DEFAULT_VERSION,
+            )?;
+            docker.ping().await.with_context(|| {
+                format!("Docker is not reachable at {}", config.docker.socket.display())
+            })?;
+            let client = temporal::connect(&config.temporal).await?;
+            let mut workers = Workers::new()?;
+            workers.start_builder(client, &config, docker).await?;
             run_until_signal(workers).await
         }
         Command::Migrate => {

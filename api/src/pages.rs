@@ -665,24 +665,207 @@ async fn sessions(
     result.unwrap_or_else(render_error)
 }
 
+#[derive(Deserialize)]
+struct NewTemplateForm {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// The template catalog; `form` is a failed "New template" attempt to show again with `status`.
+async fn templates_page(
+    s: &AppState,
+    p: &Principal,
+    c: &WorkspaceCtx,
+    headers: &HeaderMap,
+    status: StatusCode,
+    form: Option<&web::pages::NewTemplate<'_>>,
+) -> Result<Response, AppError> {
+    let v = Viewer::load(s, Some(p), headers).await?;
+    let list = workspaces::templates(s, c).await?;
+    let ws = workspaces::summary(&c.workspace, c.role);
+    let can_manage = policy::allows(c.role, Permission::ManageTemplates);
+    let markup =
+        web::pages::templates(&v.ctx(s, Some(ws.slug.as_str())), &ws, &list, can_manage, form);
+    Ok(page(status, markup, v.flash.is_some()))
+}
+
 async fn templates(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Extension(c): Extension<WorkspaceCtx>,
     headers: HeaderMap,
 ) -> Response {
+    templates_page(&s, &p, &c, &headers, StatusCode::OK, None).await.unwrap_or_else(render_error)
+}
+
+fn template_url(c: &WorkspaceCtx, name: &str) -> String {
+    web::pages::template_path(c.workspace.slug.as_str(), name)
+}
+
+fn build_url(c: &WorkspaceCtx, id: &str) -> String {
+    web::pages::build_path(c.workspace.slug.as_str(), id)
+}
+
+async fn template_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Form(f): Form<NewTemplateForm>,
+) -> Response {
+    let req = sdk::CreateTemplate { name: f.name.trim().to_string(), description: f.description };
+    match crate::templates::create(&s, &m, &p, &c, &req).await {
+        Ok(t) => done(
+            &template_url(&c, &t.name),
+            true,
+            "Template created. Upload its first version with the command below.",
+        ),
+        Err(e @ (AppError::Internal(_) | AppError::NotFound)) => render_error(e),
+        Err(e) => {
+            let field = match &e {
+                AppError::Invalid { field, .. } => Some(field.to_string()),
+                AppError::InvalidField { field, .. } => Some(field.clone()),
+                // A taken name is the only conflict creating a template has.
+                AppError::Conflict(_) => Some("name".to_string()),
+                _ => None,
+            };
+            let (status, body) = e.status_and_body();
+            let form = web::pages::NewTemplate {
+                name: &req.name,
+                description: &req.description,
+                error: Some(&body.message),
+                field: field.as_deref(),
+            };
+            templates_page(&s, &p, &c, &headers, status, Some(&form))
+                .await
+                .unwrap_or_else(render_error)
+        }
+    }
+}
+
+async fn template_detail(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Path((_, name)): Path<(String, String)>,
+) -> Response {
     let result = async {
+        let t = crate::templates::detail(&s, &c, &name).await?;
+        let versions = crate::templates::versions(&s, &c, &name).await?;
+        let builds = crate::templates::builds(&s, &c, &name).await?;
         let v = Viewer::load(&s, Some(&p), &headers).await?;
-        let list = workspaces::templates(&s, &c).await?;
         let ws = workspaces::summary(&c.workspace, c.role);
-        Ok::<_, AppError>(page(
-            StatusCode::OK,
-            web::pages::templates(&v.ctx(&s, Some(ws.slug.as_str())), &ws, &list),
-            v.flash.is_some(),
-        ))
+        let can_manage = policy::allows(c.role, Permission::ManageTemplates);
+        let markup = web::pages::template_detail(
+            &v.ctx(&s, Some(ws.slug.as_str())),
+            &ws,
+            &t,
+            &versions,
+            &builds,
+            can_manage,
+        );
+        Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
     }
     .await;
     result.unwrap_or_else(render_error)
+}
+
+async fn template_archive(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> Response {
+    after(
+        crate::templates::archive(&s, &m, &p, &c, &name).await.map(|_| ()),
+        &template_url(&c, &name),
+        "Template archived: new sessions cannot start from it.",
+    )
+}
+
+async fn build_page(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        // The log lives in object storage: when it cannot be read, the page still shows the
+        // build (and says so) rather than failing.
+        let (build, log) = match crate::templates::build_log(&s, &c, &id, 0).await {
+            Ok(log) => (log.build.clone(), Some(log)),
+            Err(AppError::Internal(e)) => {
+                tracing::warn!(build = %id, "reading the build log for its page: {e:#}");
+                (crate::templates::build(&s, &c, &id).await?, None)
+            }
+            Err(e) => return Err(e),
+        };
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        let can_manage = policy::allows(c.role, Permission::ManageTemplates);
+        let markup = web::pages::build_page(
+            &v.ctx(&s, Some(ws.slug.as_str())),
+            &ws,
+            &build,
+            log.as_ref(),
+            can_manage,
+        );
+        Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+async fn build_retry(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    match crate::templates::retry(&s, &m, &p, &c, &id).await {
+        Ok(b) => done(
+            &build_url(&c, &b.id),
+            true,
+            &format!(
+                "Build queued: attempt {} of {} {}.",
+                b.attempt,
+                b.template,
+                web::components::version_label(&b.version)
+            ),
+        ),
+        Err(e) => failed(&build_url(&c, &id), e),
+    }
+}
+
+async fn build_cancel(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    match crate::templates::cancel(&s, &m, &p, &c, &id).await {
+        Ok(b) => done(&build_url(&c, &b.id), true, "Cancel requested: the build stops shortly."),
+        Err(e) => failed(&build_url(&c, &id), e),
+    }
+}
+
+/// `build-log.js`, served like the other assets: immutable under a versioned path.
+async fn build_log_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        web::BUILD_LOG_JS,
+    )
+        .into_response()
 }
 
 async fn settings(
@@ -824,6 +1007,8 @@ pub fn routes() -> Vec<RouteDef> {
     use Permission as P;
     vec![
         RouteDef::new(M::GET, "/", Public, get(home)),
+        // The build page's script; the other assets are served outside the route table.
+        RouteDef::new(M::GET, web::BUILD_LOG_JS_PATH, Public, get(build_log_js)),
         RouteDef::new(M::GET, "/signup", Public, get(signup_page)),
         RouteDef::new(M::POST, "/signup", Public, post(needs_js)),
         RouteDef::new(M::GET, "/signin", Public, get(signin_page)),
@@ -851,6 +1036,37 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::GET, "/w/{ws}", Workspace(P::ViewWorkspace), get(dashboard)),
         RouteDef::new(M::GET, "/w/{ws}/sessions", Workspace(P::ViewWorkspace), get(sessions)),
         RouteDef::new(M::GET, "/w/{ws}/templates", Workspace(P::ViewWorkspace), get(templates)),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/templates",
+            Workspace(P::ManageTemplates),
+            post(template_create),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/w/{ws}/templates/{name}",
+            Workspace(P::ViewWorkspace),
+            get(template_detail),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/templates/{name}/archive",
+            Workspace(P::ManageTemplates),
+            post(template_archive),
+        ),
+        RouteDef::new(M::GET, "/w/{ws}/builds/{id}", Workspace(P::ViewWorkspace), get(build_page)),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/builds/{id}/retry",
+            Workspace(P::ManageTemplates),
+            post(build_retry),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/builds/{id}/cancel",
+            Workspace(P::ManageTemplates),
+            post(build_cancel),
+        ),
         RouteDef::new(M::GET, "/w/{ws}/settings", Workspace(P::ViewWorkspace), get(settings)),
         RouteDef::new(
             M::POST,

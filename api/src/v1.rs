@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::{Principal, RequestMeta};
 use crate::routes::{Access, RouteDef, WorkspaceCtx};
-use crate::{AppError, AppState, identity, workspaces};
+use crate::{AppError, AppState, identity, templates, workspaces};
 
 type ApiResult<T> = Result<Json<T>, AppError>;
 
@@ -422,6 +422,122 @@ async fn cli_session_revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn tpl_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Body(b): Body<sdk::CreateTemplate>,
+) -> Result<(StatusCode, Json<sdk::TemplateDetail>), AppError> {
+    Ok((StatusCode::CREATED, Json(templates::create(&s, &m, &p, &c, &b).await?)))
+}
+
+async fn tpl_detail(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<sdk::TemplateDetail> {
+    Ok(Json(templates::detail(&s, &c, &name).await?))
+}
+
+async fn tpl_archive(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<sdk::TemplateDetail> {
+    Ok(Json(templates::archive(&s, &m, &p, &c, &name).await?))
+}
+
+async fn tpl_versions(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<Vec<sdk::TemplateVersion>> {
+    Ok(Json(templates::versions(&s, &c, &name).await?))
+}
+
+async fn tpl_version(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name, version)): Path<(String, String, String)>,
+) -> ApiResult<sdk::TemplateVersion> {
+    Ok(Json(templates::version(&s, &c, &name, &version).await?))
+}
+
+async fn tpl_version_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+    Body(b): Body<sdk::CreateVersion>,
+) -> Result<(StatusCode, Json<sdk::UploadTicket>), AppError> {
+    Ok((StatusCode::CREATED, Json(templates::create_version(&s, &m, &p, &c, &name, &b).await?)))
+}
+
+async fn tpl_version_confirm(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name, version)): Path<(String, String, String)>,
+) -> ApiResult<sdk::ConfirmedVersion> {
+    Ok(Json(templates::confirm(&s, &m, &p, &c, &name, &version).await?))
+}
+
+async fn tpl_builds(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<Vec<sdk::TemplateBuild>> {
+    Ok(Json(templates::builds(&s, &c, &name).await?))
+}
+
+async fn build_get(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<sdk::TemplateBuild> {
+    Ok(Json(templates::build(&s, &c, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    pub from: u64,
+}
+
+async fn build_log(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<sdk::BuildLog> {
+    Ok(Json(templates::build_log(&s, &c, &id, q.from).await?))
+}
+
+async fn build_retry(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<sdk::TemplateBuild>), AppError> {
+    Ok((StatusCode::CREATED, Json(templates::retry(&s, &m, &p, &c, &id).await?)))
+}
+
+async fn build_cancel(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<sdk::TemplateBuild>), AppError> {
+    Ok((StatusCode::ACCEPTED, Json(templates::cancel(&s, &m, &p, &c, &id).await?)))
+}
+
 /// Every `/api/v1` route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -486,6 +602,78 @@ pub fn routes() -> Vec<RouteDef> {
             "/api/v1/workspaces/{ws}/templates",
             Workspace(P::ViewWorkspace),
             get(ws_templates),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates",
+            Workspace(P::ManageTemplates),
+            post(tpl_create),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/templates/{name}",
+            Workspace(P::ViewWorkspace),
+            get(tpl_detail),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates/{name}/archive",
+            Workspace(P::ManageTemplates),
+            post(tpl_archive),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/templates/{name}/versions",
+            Workspace(P::ViewWorkspace),
+            get(tpl_versions),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates/{name}/versions",
+            Workspace(P::ManageTemplates),
+            post(tpl_version_create),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/templates/{name}/versions/{version}",
+            Workspace(P::ViewWorkspace),
+            get(tpl_version),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates/{name}/versions/{version}/confirm",
+            Workspace(P::ManageTemplates),
+            post(tpl_version_confirm),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/templates/{name}/builds",
+            Workspace(P::ViewWorkspace),
+            get(tpl_builds),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/builds/{id}",
+            Workspace(P::ViewWorkspace),
+            get(build_get),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/builds/{id}/log",
+            Workspace(P::ViewWorkspace),
+            get(build_log),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/builds/{id}/retry",
+            Workspace(P::ManageTemplates),
+            post(build_retry),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/builds/{id}/cancel",
+            Workspace(P::ManageTemplates),
+            post(build_cancel),
         ),
         RouteDef::new(
             M::GET,

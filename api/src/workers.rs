@@ -9,7 +9,8 @@ use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
 
-use activities::{ControlActivities, NodeActivities};
+use activities::build::BuilderSettings;
+use activities::{BuilderActivities, ControlActivities, NodeActivities};
 use domain::Store;
 
 type Stop = Box<dyn Fn() + Send + Sync>;
@@ -54,6 +55,35 @@ impl Workers {
         let name = format!("node worker on {}", activities::node_task_queue(node_id));
         self.start(name, client, move || {
             Ok(workflows::node_worker_options(&id, NodeActivities::new(id.clone(), docker)))
+        })
+        .await
+    }
+
+    /// A builder: the `build.*` activities on the build task queue.
+    pub async fn start_builder(
+        &mut self,
+        client: Client,
+        config: &domain::Config,
+        docker: bollard::Docker,
+    ) -> anyhow::Result<()> {
+        let queue = config.build.task_queue.clone();
+        let blobs = domain::blob::BlobStore::new(&config.storage);
+        let settings = BuilderSettings {
+            registry: config.registry.url.clone(),
+            limits: config.build.limits(),
+            cpu_millis: config.build.cpu_millis,
+            memory_mb: config.build.memory_mb,
+            network: config.build.network.clone(),
+        };
+        // A build streams for as long as it runs: the client timeout must outlast it.
+        let docker = docker
+            .with_timeout(std::time::Duration::from_secs(config.build.timeout_minutes * 60 + 120));
+        let name = format!("builder on {queue}");
+        self.start(name, client, move || {
+            Ok(workflows::builder_worker_options(
+                &queue,
+                BuilderActivities::new(docker, blobs, settings),
+            ))
         })
         .await
     }

@@ -24,6 +24,8 @@ pub struct Failure {
     pub code: String,
     pub message: String,
     pub hint: Option<String>,
+    /// The request field the server found wrong (`details.field` of its error body).
+    pub field: Option<String>,
 }
 
 impl std::fmt::Display for Failure {
@@ -36,7 +38,7 @@ impl std::error::Error for Failure {}
 
 impl Failure {
     pub fn new(exit: Exit, code: &str, message: impl Into<String>) -> Self {
-        Self { exit, code: code.into(), message: message.into(), hint: None }
+        Self { exit, code: code.into(), message: message.into(), hint: None, field: None }
     }
 
     pub fn error(message: impl Into<String>) -> Self {
@@ -116,7 +118,9 @@ fn from_client_error(e: &ClientError, profile: &str) -> Failure {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| format!("http_{status}"));
-            let f = Failure::new(Exit::Error, &code, error.message.clone());
+            let field = error.details.get("field").and_then(|f| f.as_str()).map(str::to_string);
+            let mut f = Failure::new(Exit::Error, &code, with_field(field.as_deref(), &error.message));
+            f.field = field;
             match error.code {
                 ErrorCode::Forbidden => f.hint(
                     "ask an owner or admin of the workspace for a role that allows this",
@@ -134,6 +138,16 @@ fn from_client_error(e: &ClientError, profile: &str) -> Failure {
     }
 }
 
+/// `field: message`, unless the message already starts with the field's name.
+pub fn with_field(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(field) if !field.is_empty() && !message.starts_with(&format!("{field}:")) => {
+            format!("{field}: {message}")
+        }
+        _ => message.to_string(),
+    }
+}
+
 impl Failure {
     /// `error: …` and `hint: …` on stderr; with JSON output also the error document on stdout.
     pub fn print(&self, output: Output) {
@@ -145,6 +159,9 @@ impl Failure {
             let mut error = serde_json::json!({ "code": self.code, "message": self.message });
             if let Some(hint) = &self.hint {
                 error["hint"] = hint.as_str().into();
+            }
+            if let Some(field) = &self.field {
+                error["field"] = field.as_str().into();
             }
             println!("{:#}", serde_json::json!({ "error": error }));
         }
@@ -187,5 +204,23 @@ mod tests {
         });
         let f = classify(&e, "default");
         assert_eq!((f.exit, f.code.as_str()), (Exit::Error, "forbidden"));
+    }
+
+    #[test]
+    fn the_field_the_server_names_leads_the_message() {
+        let invalid = |message: &str, field: &str| {
+            anyhow::Error::from(ClientError::Api {
+                status: 400,
+                error: sdk::ApiError::new(ErrorCode::InvalidRequest, message)
+                    .with_details(serde_json::json!({ "field": field })),
+            })
+        };
+        let f = classify(&invalid("must be a public image", "manifest.base_image"), "default");
+        assert_eq!(f.message, "manifest.base_image: must be a public image");
+        assert_eq!(f.field.as_deref(), Some("manifest.base_image"));
+        assert_eq!(f.code, "invalid_request");
+        // Messages that already name their field are not prefixed twice.
+        let f = classify(&invalid("name: 1 to 40 characters", "name"), "default");
+        assert_eq!(f.message, "name: 1 to 40 characters");
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
-use crate::commands::{auth, config, workspace};
+use crate::commands::{auth, config, template, workspace};
 use crate::fail::{Exit, Failure};
 use crate::output::Output;
 use crate::session::Ctx;
@@ -42,7 +42,9 @@ Files: $FLARE_CONFIG_DIR, else $XDG_CONFIG_HOME/burstflare, else ~/.config/burst
     about = "The BurstFlare CLI: start, reach and manage cloud development sessions",
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
-    max_term_width = 100
+    max_term_width = 100,
+    // The global options come after each command's own in its help.
+    next_display_order = 100
 )]
 struct Cli {
     /// BurstFlare server URL [default: the profile's `server`, else http://127.0.0.1:8080]
@@ -50,6 +52,7 @@ struct Cli {
     server: Option<String>,
     /// Workspace to act on [default: the profile's `workspace`]
     #[arg(
+        short = 'w',
         long,
         global = true,
         env = "FLARE_WORKSPACE",
@@ -87,6 +90,9 @@ enum Command {
     /// List your workspaces, pick the default one, see members and invite people
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Create templates, upload their bundles and follow their builds
+    #[command(subcommand, long_about = TEMPLATE_LONG_ABOUT)]
+    Template(TemplateCommand),
     /// Read and change the settings of a profile
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -153,6 +159,113 @@ enum WorkspaceCommand {
         /// Days until the link expires, 1 to 30 [default: 7]
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=30))]
         days: Option<u32>,
+    },
+}
+
+const TEMPLATE_LONG_ABOUT: &str = "\
+Create templates, upload their bundles and follow their builds.
+
+A template is a named image recipe in a workspace: a directory with a burstflare.toml manifest and
+a Dockerfile (the bundle). Each upload makes a new version (1, 2, …) and queues its build.
+
+  flare template upload go ./go-template -f
+  flare template show go";
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Create an empty template (`upload` creates it too when needed)
+    #[command(long_about = "\
+Create an empty template in the workspace. `flare template upload` creates the template too when
+it does not exist, so this is only needed to reserve a name or set a description first.
+
+  flare template create go --description \"Go 1.23 with gopls\"")]
+    Create {
+        /// The template's name; must match `name` in the bundle's burstflare.toml
+        name: String,
+        /// What the template is for, shown in lists
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the workspace's templates
+    List,
+    /// Show a template, its newest version and the manifest of its newest built version
+    Show {
+        /// The template's name, as `flare template list` shows it
+        name: String,
+    },
+    /// Pack a directory into a bundle, upload it as a new version and queue its build
+    #[command(long_about = "\
+Pack DIR (burstflare.toml, Dockerfile and the files they use) into a bundle, check it, upload it
+as the next version of template NAME (creating the template when it does not exist) and queue its
+build. Nothing is sent to the server when the bundle or its manifest is invalid: every problem
+found is printed as `error: FIELD: MESSAGE`.
+
+With --follow, prints the build's log as it runs and exits 0 when the build succeeds, 1 when it
+fails or is cancelled.
+
+  flare template upload go ./go-template
+  flare template upload go ./go-template --follow")]
+    Upload {
+        /// The template's name; must match `name` in DIR/burstflare.toml
+        name: String,
+        /// The bundle directory: burstflare.toml, Dockerfile and the build context
+        dir: std::path::PathBuf,
+        /// Description of the template, when this upload creates it
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Follow the build's log until it ends; exit with its result
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print the log of a version's newest build; with -f follow it until the build ends
+    #[command(long_about = "\
+Print the log of the newest build of VERSION (default: the newest version), or of build ID with
+--build. With --follow, keeps printing new lines (polling every second) until the build ends,
+then prints its result and exits 0 when it succeeded, 1 when it failed or was cancelled.
+
+  flare template logs go
+  flare template logs go 3 -f
+  flare template logs go --build 0190c3a2-… --output json")]
+    Logs {
+        /// The template's name
+        name: String,
+        /// The version, e.g. 3 [default: the newest version]
+        version: Option<String>,
+        /// Follow the log until the build ends; exit with its result
+        #[arg(short, long)]
+        follow: bool,
+        /// A build attempt's ID (from `flare template builds`) instead of a version's newest build
+        #[arg(long, value_name = "ID", conflicts_with = "version")]
+        build: Option<String>,
+    },
+    /// List a template's versions, newest first
+    Versions {
+        /// The template's name
+        name: String,
+    },
+    /// List a template's builds (every attempt), newest first
+    Builds {
+        /// The template's name
+        name: String,
+    },
+    /// Build a version again after its build failed or was cancelled
+    Retry {
+        /// The template's name
+        name: String,
+        /// The version, e.g. 3 [default: the newest version]
+        version: Option<String>,
+    },
+    /// Cancel the running build of a version
+    Cancel {
+        /// The template's name
+        name: String,
+        /// The version, e.g. 3 [default: the newest version]
+        version: Option<String>,
+    },
+    /// Archive a template: new sessions can no longer use it (running ones are not touched)
+    Archive {
+        /// The template's name
+        name: String,
     },
 }
 
@@ -226,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
     let ctx = Ctx::new(cli.output, cli.profile, cli.server, cli.workspace)?;
     match cli.command {
+        Command::Template(cmd) => return run_template(&ctx, cmd).await,
         Command::Version => version(&ctx).await?,
         Command::Health => return health(&ctx).await,
         Command::Auth(AuthCommand::Login { no_browser, token }) => {
@@ -249,6 +363,32 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(ConfigCommand::Unset { key }) => config::unset(&ctx, key)?,
         Command::Config(ConfigCommand::Profiles) => config::profiles(&ctx)?,
         Command::Completion { .. } => {}
+    }
+    Ok(Exit::Ok)
+}
+
+async fn run_template(ctx: &Ctx, cmd: TemplateCommand) -> anyhow::Result<Exit> {
+    match cmd {
+        TemplateCommand::Create { name, description } => {
+            template::create(ctx, &name, description.as_deref()).await?
+        }
+        TemplateCommand::List => template::list(ctx).await?,
+        TemplateCommand::Show { name } => template::show(ctx, &name).await?,
+        TemplateCommand::Upload { name, dir, description, follow } => {
+            return template::upload(ctx, &name, &dir, description.as_deref(), follow).await;
+        }
+        TemplateCommand::Logs { name, version, follow, build } => {
+            return template::logs(ctx, &name, version.as_deref(), build.as_deref(), follow).await;
+        }
+        TemplateCommand::Versions { name } => template::versions(ctx, &name).await?,
+        TemplateCommand::Builds { name } => template::builds(ctx, &name).await?,
+        TemplateCommand::Retry { name, version } => {
+            template::retry(ctx, &name, version.as_deref()).await?
+        }
+        TemplateCommand::Cancel { name, version } => {
+            template::cancel(ctx, &name, version.as_deref()).await?
+        }
+        TemplateCommand::Archive { name } => template::archive(ctx, &name).await?,
     }
     Ok(Exit::Ok)
 }

@@ -111,9 +111,17 @@ fn flare_health_fails_with_a_hint_when_the_server_is_down() {
 #[test]
 fn flare_help_lists_the_commands() {
     let text = Flare::new().run_ok(&["--help"]);
-    for cmd in
-        ["version", "health", "auth", "workspace", "config", "completion", "--output", "--server"]
-    {
+    for cmd in [
+        "version",
+        "health",
+        "auth",
+        "workspace",
+        "template",
+        "config",
+        "completion",
+        "--output",
+        "--server",
+    ] {
         assert!(text.contains(cmd), "{cmd} missing from:\n{text}");
     }
 }
@@ -183,6 +191,13 @@ fn flare_auth_help_matches_the_golden_file() {
 #[test]
 fn flare_workspace_help_matches_the_golden_file() {
     assert_golden(&["workspace", "--help"], "workspace.txt");
+}
+
+#[test]
+fn flare_template_help_matches_the_golden_files() {
+    assert_golden(&["template", "--help"], "template.txt");
+    assert_golden(&["template", "upload", "--help"], "template-upload.txt");
+    assert_golden(&["template", "logs", "--help"], "template-logs.txt");
 }
 
 #[test]
@@ -372,4 +387,79 @@ fn completion_bash_prints_a_script_for_flare() {
         assert!(flare.run_ok(&["completion", shell]).contains("flare"));
     }
     assert_eq!(flare.run(&["completion", "powershell"]).status.code(), Some(2));
+}
+
+/// A bundle directory with `manifest` as its burstflare.toml and a Dockerfile.
+fn bundle_dir(flare: &Flare, name: &str, manifest: &str) -> PathBuf {
+    let dir = flare.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("burstflare.toml"), manifest).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM burstflare/base:latest\n").unwrap();
+    dir
+}
+
+/// `flare template upload` as a signed-in user of a server that is down: exit 5 would mean it
+/// tried to reach the server.
+fn upload(flare: &Flare, name: &str, dir: &Path, extra: &[&str]) -> Output {
+    let server = closed_port_url();
+    let mut args = vec!["template", "upload", name, dir.to_str().unwrap(), "-w", "acme"];
+    args.extend_from_slice(extra);
+    flare.cmd(&args).env("FLARE_SERVER", &server).env("FLARE_TOKEN", "bf_x").output().unwrap()
+}
+
+#[test]
+fn an_invalid_manifest_is_reported_in_full_without_contacting_the_server() {
+    let flare = Flare::new();
+    let dir = bundle_dir(
+        &flare,
+        "bad",
+        "schema = 1\nname = \"go\"\nidle_timeout_minutes = 1\nports = [{ port = 22 }]\n",
+    );
+    let out = upload(&flare, "go", &dir, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{err}");
+    assert!(err.contains("error: idle_timeout_minutes: "), "{err}");
+    assert!(err.contains("error: ports[0].port: "), "{err}");
+    assert!(err.contains("nothing was sent to the server"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let out = upload(&flare, "go", &dir, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_bundle");
+    let fields: Vec<&str> = v["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 2, "{v}");
+    assert!(fields.contains(&"idle_timeout_minutes"), "{v}");
+}
+
+#[test]
+fn a_bundle_for_another_template_or_a_missing_dir_is_refused_locally() {
+    let flare = Flare::new();
+    let dir = bundle_dir(&flare, "ok", "schema = 1\nname = \"go\"\n");
+    let out = upload(&flare, "python", &dir, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("names the template go, but it is being uploaded as python"));
+
+    let out = upload(&flare, "go", &flare.dir.path().join("nope"), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // A valid bundle gets as far as the server (which is down here).
+    let out = upload(&flare, "go", &dir, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "unreachable");
+}
+
+#[test]
+fn template_logs_takes_a_version_or_a_build_not_both() {
+    let out = Flare::new().run(&["template", "logs", "go", "3", "--build", "b1", "-w", "acme"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
 }

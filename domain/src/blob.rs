@@ -126,4 +126,80 @@ impl BlobStore {
             .map(|_| ())
             .map_err(|e| request_err("DeleteObject", e.into_service_error()))
     }
+
+    /// A presigned `PUT` for `key` that accepts a body of exactly `size` bytes until
+    /// `expires_in` has passed: `Content-Length` is one of the signed headers, so the store
+    /// refuses any other size. Returns the URL (it carries a signature: never log it) and the
+    /// headers the uploader must send as they are.
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<PresignedPut, BlobError> {
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| BlobError::Request { op: "PresignPutObject", message: e.to_string() })?;
+        let length = i64::try_from(size).map_err(|_| BlobError::Request {
+            op: "PresignPutObject",
+            message: format!("size {size} is too large"),
+        })?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(length)
+            .content_type(content_type)
+            .presigned(cfg)
+            .await
+            .map_err(|e| BlobError::Request { op: "PresignPutObject", message: e.to_string() })?;
+        let mut headers: Vec<(String, String)> =
+            req.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+            headers.push(("content-length".into(), size.to_string()));
+        }
+        headers.sort();
+        Ok(PresignedPut { url: req.uri().to_string(), headers })
+    }
+
+    /// The size of `key`, or `None` if it does not exist.
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                Ok(Some(out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0)))
+            }
+            Err(e) => {
+                let err = e.into_service_error();
+                if err.is_not_found() { Ok(None) } else { Err(request_err("HeadObject", err)) }
+            }
+        }
+    }
+
+    /// Up to `max` keys under `prefix` that sort after `start_after`, in key order.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: i32,
+    ) -> Result<Vec<String>, BlobError> {
+        let mut req =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).max_keys(max);
+        if let Some(after) = start_after {
+            req = req.start_after(after);
+        }
+        let out =
+            req.send().await.map_err(|e| request_err("ListObjectsV2", e.into_service_error()))?;
+        let mut keys: Vec<String> =
+            out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// A presigned upload: `PUT` the body to `url` with exactly these headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPut {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
 }

@@ -40,6 +40,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub docker: DockerConfig,
     pub node: NodeConfig,
+    pub build: BuildConfig,
     pub turnstile: TurnstileConfig,
     pub auth: AuthConfig,
 }
@@ -116,6 +117,62 @@ pub struct NodeConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Task queue of the builder activities (`burstflare builder`). Example: `task_queue = "build"`.
+    pub task_queue: String,
+    /// Whether `burstflare dev` runs a builder in-process. Example: `in_process = true`.
+    pub in_process: bool,
+    /// Wall-clock limit of one image build, in minutes. Example: `timeout_minutes = 30`.
+    pub timeout_minutes: u64,
+    /// CPU limit of a build, in thousandths of a CPU. Example: `cpu_millis = 2000`.
+    pub cpu_millis: u64,
+    /// Memory limit of a build's containers, in MiB (at most 2047: the engine API takes a
+    /// 32-bit byte count). Example: `memory_mb = 2000`.
+    pub memory_mb: u64,
+    /// Docker network of `RUN` steps: `none` (no network, the default) or `default`/`bridge`
+    /// to let builds fetch packages. Example: `network = "none"`.
+    pub network: String,
+    /// Largest accepted bundle (compressed), in MiB. Example: `max_bundle_mb = 64`.
+    pub max_bundle_mb: u64,
+    /// Largest accepted bundle content (uncompressed), in MiB. Example: `max_content_mb = 512`.
+    pub max_content_mb: u64,
+    /// Most files a bundle may hold. Example: `max_files = 20000`.
+    pub max_files: u64,
+    /// How long a presigned bundle upload URL stays valid, in minutes. Example: `upload_url_minutes = 15`.
+    pub upload_url_minutes: u64,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        Self {
+            task_queue: "build".into(),
+            in_process: true,
+            timeout_minutes: 30,
+            cpu_millis: 2000,
+            memory_mb: 2000,
+            network: "none".into(),
+            max_bundle_mb: 64,
+            max_content_mb: 512,
+            max_files: 20_000,
+            upload_url_minutes: 15,
+        }
+    }
+}
+
+impl BuildConfig {
+    /// The bundle limits these settings describe.
+    pub fn limits(&self) -> sdk::bundle::Limits {
+        sdk::bundle::Limits {
+            max_bundle_bytes: self.max_bundle_mb.saturating_mul(1024 * 1024),
+            max_content_bytes: self.max_content_mb.saturating_mul(1024 * 1024),
+            max_files: self.max_files,
+            ..sdk::bundle::Limits::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Lifetime of a CLI access token, in seconds (it is refreshed silently).
     /// Example: `access_token_ttl_secs = 900`.
@@ -176,6 +233,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             docker: DockerConfig::default(),
             node: NodeConfig::default(),
+            build: BuildConfig::default(),
             turnstile: TurnstileConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -302,6 +360,34 @@ impl Config {
         }
         if !(1..=60).contains(&a.device_poll_interval_secs) {
             return Err(invalid("auth.device_poll_interval_secs", "must be between 1 and 60"));
+        }
+        let b = &self.build;
+        if b.task_queue.is_empty() || b.task_queue.len() > 255 {
+            return Err(invalid("build.task_queue", "must be 1 to 255 characters"));
+        }
+        if !(1..=1440).contains(&b.timeout_minutes) {
+            return Err(invalid("build.timeout_minutes", "must be between 1 and 1440"));
+        }
+        if !(100..=256_000).contains(&b.cpu_millis) {
+            return Err(invalid("build.cpu_millis", "must be between 100 and 256000"));
+        }
+        if !(64..=2047).contains(&b.memory_mb) {
+            return Err(invalid("build.memory_mb", "must be between 64 and 2047"));
+        }
+        if !matches!(b.network.as_str(), "none" | "default" | "bridge") {
+            return Err(invalid("build.network", "must be none, default or bridge"));
+        }
+        if !(1..=4096).contains(&b.max_bundle_mb) {
+            return Err(invalid("build.max_bundle_mb", "must be between 1 and 4096"));
+        }
+        if !(1..=65_536).contains(&b.max_content_mb) || b.max_content_mb < b.max_bundle_mb {
+            return Err(invalid("build.max_content_mb", "must be between max_bundle_mb and 65536"));
+        }
+        if !(1..=1_000_000).contains(&b.max_files) {
+            return Err(invalid("build.max_files", "must be between 1 and 1000000"));
+        }
+        if !(1..=1440).contains(&b.upload_url_minutes) {
+            return Err(invalid("build.upload_url_minutes", "must be between 1 and 1440"));
         }
         if self.temporal.namespace.is_empty() || self.temporal.namespace.len() > 255 {
             return Err(invalid("temporal.namespace", "must be 1 to 255 characters"));

@@ -15,6 +15,10 @@ use crate::{
     DeviceTokenRequest, ErrorCode, HealthResponse, Me, MemberInfo, OAuthError, RefreshRequest,
     TokenPair, VersionResponse, WorkspaceSummary, routes,
 };
+use crate::{
+    BuildLog, ConfirmedVersion, CreateTemplate, CreateVersion, TemplateBuild, TemplateDetail,
+    TemplateSummary, TemplateVersion, UploadTicket,
+};
 
 /// The `body` argument of [`Client::request`] for requests without one.
 pub const NO_BODY: Option<&()> = None;
@@ -263,11 +267,122 @@ impl Client {
     pub async fn revoke_token(&self, body: &RefreshRequest) -> Result<(), ClientError> {
         self.request_empty(Method::POST, "/api/v1/token/revoke", Some(body)).await
     }
+
+    /// `GET /api/v1/workspaces/{ws}/templates`
+    pub async fn templates(&self, ws: &str) -> Result<Vec<TemplateSummary>, ClientError> {
+        self.request(Method::GET, &workspace_path(ws, "/templates"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/templates`
+    pub async fn create_template(
+        &self,
+        ws: &str,
+        body: &CreateTemplate,
+    ) -> Result<TemplateDetail, ClientError> {
+        self.request(Method::POST, &workspace_path(ws, "/templates"), Some(body)).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/templates/{name}`
+    pub async fn template(&self, ws: &str, name: &str) -> Result<TemplateDetail, ClientError> {
+        self.request(Method::GET, &template_path(ws, name, ""), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/templates/{name}/archive`: new sessions can no longer
+    /// use it; running sessions are not touched.
+    pub async fn archive_template(
+        &self,
+        ws: &str,
+        name: &str,
+    ) -> Result<TemplateDetail, ClientError> {
+        self.request(Method::POST, &template_path(ws, name, "/archive"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/templates/{name}/versions`: newest first.
+    pub async fn template_versions(
+        &self,
+        ws: &str,
+        name: &str,
+    ) -> Result<Vec<TemplateVersion>, ClientError> {
+        self.request(Method::GET, &template_path(ws, name, "/versions"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/templates/{name}/versions/{version}`
+    pub async fn template_version(
+        &self,
+        ws: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<TemplateVersion, ClientError> {
+        let rest = format!("/versions/{}", encode_segment(version));
+        self.request(Method::GET, &template_path(ws, name, &rest), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/templates/{name}/versions`: a new draft version and a
+    /// presigned URL to upload its bundle to.
+    pub async fn create_version(
+        &self,
+        ws: &str,
+        name: &str,
+        body: &CreateVersion,
+    ) -> Result<UploadTicket, ClientError> {
+        self.request(Method::POST, &template_path(ws, name, "/versions"), Some(body)).await
+    }
+
+    /// `POST …/versions/{version}/confirm`: the server checks the uploaded bundle (size, hash,
+    /// contents) and queues its build.
+    pub async fn confirm_version(
+        &self,
+        ws: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<ConfirmedVersion, ClientError> {
+        let rest = format!("/versions/{}/confirm", encode_segment(version));
+        self.request(Method::POST, &template_path(ws, name, &rest), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/templates/{name}/builds`: newest first.
+    pub async fn template_builds(
+        &self,
+        ws: &str,
+        name: &str,
+    ) -> Result<Vec<TemplateBuild>, ClientError> {
+        self.request(Method::GET, &template_path(ws, name, "/builds"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/builds/{id}`
+    pub async fn build(&self, ws: &str, id: &str) -> Result<TemplateBuild, ClientError> {
+        self.request(Method::GET, &build_path(ws, id, ""), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/builds/{id}/log?from=N`
+    pub async fn build_log(&self, ws: &str, id: &str, from: u64) -> Result<BuildLog, ClientError> {
+        self.request(Method::GET, &build_path(ws, id, &format!("/log?from={from}")), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/builds/{id}/retry`: a new attempt of the same version.
+    pub async fn retry_build(&self, ws: &str, id: &str) -> Result<TemplateBuild, ClientError> {
+        self.request(Method::POST, &build_path(ws, id, "/retry"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/builds/{id}/cancel`
+    pub async fn cancel_build(&self, ws: &str, id: &str) -> Result<TemplateBuild, ClientError> {
+        self.request(Method::POST, &build_path(ws, id, "/cancel"), NO_BODY).await
+    }
 }
 
 /// `/api/v1/workspaces/{ws}{rest}` with `ws` percent-encoded as one path segment.
 pub fn workspace_path(ws: &str, rest: &str) -> String {
     format!("{}/workspaces/{}{rest}", routes::API_V1, encode_segment(ws))
+}
+
+/// `/api/v1/workspaces/{ws}/templates/{name}{rest}`
+pub fn template_path(ws: &str, name: &str, rest: &str) -> String {
+    workspace_path(ws, &format!("/templates/{}{rest}", encode_segment(name)))
+}
+
+/// `/api/v1/workspaces/{ws}/builds/{id}{rest}`
+pub fn build_path(ws: &str, id: &str, rest: &str) -> String {
+    workspace_path(ws, &format!("/builds/{}{rest}", encode_segment(id)))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, so a value stays one segment.

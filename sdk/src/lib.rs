@@ -2,11 +2,13 @@
 //! typed HTTP client. The server writes these types, the CLI and the web pages read them.
 //! Nothing here knows about axum or sqlx.
 
+pub mod bundle;
 pub mod client;
 pub mod device;
 pub mod error;
 pub mod identity;
 pub mod routes;
+pub mod templates;
 pub mod types;
 pub mod workspace_views;
 
@@ -14,5 +16,6 @@ pub use client::{Client, ClientError};
 pub use device::*;
 pub use error::{ApiError, ErrorCode};
 pub use identity::*;
+pub use templates::*;
 pub use types::*;
 pub use workspace_views::*;

@@ -140,6 +140,66 @@ pub fn state_badge(state: &str) -> Markup {
     html! { span class=(class) data-state=(state) { (state) } }
 }
 
+/// A build state as a badge: `badge build build-{state}` (`build-unknown` for a word that is
+/// not one of [`sdk::BUILD_STATES`]) with `data-build-state`, which `build-log.js` rewrites in
+/// place while a build runs.
+pub fn build_badge(state: &str) -> Markup {
+    let known = sdk::BUILD_STATES.contains(&state);
+    let class = format!("badge build build-{}", if known { state } else { "unknown" });
+    html! { span class=(class) data-build-state=(state) { (state) } }
+}
+
+/// A template version state as a badge: `badge vstate vstate-{state}` (`vstate-unknown` for a
+/// word that is not one of [`sdk::VERSION_STATES`]).
+pub fn version_badge(state: &str) -> Markup {
+    let known = sdk::VERSION_STATES.contains(&state);
+    let class = format!("badge vstate vstate-{}", if known { state } else { "unknown" });
+    html! { span class=(class) { (state) } }
+}
+
+/// A version number as people read it: `3` → `v3`; anything else (an older `v1`) as it is.
+pub fn version_label(version: &str) -> String {
+    if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) {
+        format!("v{version}")
+    } else {
+        version.to_string()
+    }
+}
+
+/// The first `n` characters of `s` (a digest or a hash), whole if it is shorter.
+pub(crate) fn prefix(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
+/// A duration in milliseconds, coarse: `0s`, `42s`, `3m 05s`, `2h 07m`. Negative ones are `0s`.
+pub fn format_duration(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s:02}s"),
+        (h, m, _) => format!("{h}h {m:02}m"),
+    }
+}
+
+/// `s` as one word for a POSIX shell: as it is when it is plainly safe, else single-quoted.
+pub(crate) fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !s.starts_with('-');
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+}
+
+/// A command to copy, in a monospace box with a copy button (turned on by the script).
+pub(crate) fn command_box(id: &str, label: &str, command: &str) -> Markup {
+    html! {
+        div.command-box {
+            pre.command id=(id) aria-label=(label) { code { (command) } }
+            button.button.small.secondary type="button" data-copy=(id) hidden { "Copy" }
+            span.copy-status role="status" aria-live="polite" {}
+        }
+    }
+}
+
 /// A byte count in binary units, one decimal from KiB on: `0 B`, `999 B`, `1.5 KiB`, `2.0 GiB`.
 /// Negative counts show as `0 B`.
 pub fn human_bytes(bytes: i64) -> String {
@@ -196,12 +256,14 @@ pub(crate) enum SessionColumns {
     Full,
 }
 
-/// A table of sessions, refreshed by `live.js` from `live_url`: every row has
+/// A table of sessions of workspace `ws_slug` (each template name links to its page),
+/// refreshed by `live.js` from `live_url`: every row has
 /// `data-session-id`, every state badge `data-state`; `hide` lists the states the page left
 /// out, so the script can tell a session that ended from one that appeared. The table scrolls
 /// horizontally inside its wrapper on narrow screens.
 pub(crate) fn session_table(
     ctx: &PageContext,
+    ws_slug: &str,
     caption: &str,
     live_url: &str,
     hide: &str,
@@ -228,7 +290,11 @@ pub(crate) fn session_table(
                     @for s in sessions {
                         tr data-session-id=(s.id) {
                             th scope="row" { (s.name) }
-                            td { (s.template) }
+                            td {
+                                a href={ "/w/" (encode_path_segment(ws_slug)) "/templates/" (encode_path_segment(&s.template)) } {
+                                    (s.template)
+                                }
+                            }
                             td {
                                 (s.owner.display_name)
                                 @if Some(s.owner.id.as_str()) == me { " " span.muted { "(you)" } }

@@ -31,6 +31,14 @@ pub const LIVE_JS: &str = include_str!("../assets/live.js");
 /// Path of the live-update script; versioned like the stylesheet.
 pub const LIVE_JS_PATH: &str = concat!("/assets/live-", env!("CARGO_PKG_VERSION"), ".js");
 
+/// The build log script (plain ES2020), embedded and served at [`BUILD_LOG_JS_PATH`]. Loaded
+/// only by the build page while its log is incomplete: it polls the build's JSON log every
+/// second, appends the new text and keeps the status badge, the error and the retry/cancel
+/// buttons current. The page works without it (a Reload link shows the log so far).
+pub const BUILD_LOG_JS: &str = include_str!("../assets/build-log.js");
+/// Path of the build log script; versioned like the stylesheet.
+pub const BUILD_LOG_JS_PATH: &str = concat!("/assets/build-log-", env!("CARGO_PKG_VERSION"), ".js");
+
 /// The site icon (the logo's bolt), so browsers do not ask for a missing `/favicon.ico`.
 pub const FAVICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path fill="#f06a1d" d="M13 2 4 14h6l-1 8 9-12h-6z"/></svg>"##;
 pub const FAVICON_PATH: &str = "/assets/favicon.svg";

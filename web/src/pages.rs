@@ -4,6 +4,7 @@
 mod account;
 mod audit;
 mod auth;
+mod builds;
 mod dashboard;
 mod device;
 mod home;
@@ -17,6 +18,7 @@ mod workspaces;
 pub use account::{ShownOnce, account};
 pub use audit::audit;
 pub use auth::{recover, signin, signup};
+pub use builds::build_page;
 pub use dashboard::dashboard;
 pub use device::{DeviceView, device};
 pub use home::{error_page, error_page_with, home, home_with};
@@ -24,7 +26,7 @@ pub use invite::invite;
 pub use members::members;
 pub use sessions::sessions;
 pub use settings::settings;
-pub use templates::templates;
+pub use templates::{NewTemplate, build_path, template_detail, template_path, templates};
 pub use workspaces::new_workspace;
 
 #[cfg(test)]

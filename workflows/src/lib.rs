@@ -9,8 +9,10 @@ use temporalio_sdk::WorkerOptions;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
 pub mod self_check;
+pub mod template_build;
 
 pub use self_check::{SelfCheck, SelfCheckInput, SelfCheckOutput};
+pub use template_build::{TemplateBuild, TemplateBuildInput, TemplateBuildOutput};
 
 /// Worker options for the control-plane worker: every control-plane workflow and activity.
 pub fn control_worker_options(
@@ -19,6 +21,8 @@ pub fn control_worker_options(
 ) -> Result<WorkerOptions, RegistrationError> {
     Ok(WorkerOptions::new(task_queue)
         .register_workflow::<SelfCheck>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<TemplateBuild>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_activities(activities)
         .build())
@@ -29,10 +33,21 @@ pub fn node_worker_options(node_id: &str, activities: activities::NodeActivities
     WorkerOptions::new(activities::node_task_queue(node_id)).register_activities(activities).build()
 }
 
+/// Worker options for a builder (`burstflare builder`, task queue `build.task_queue`):
+/// the builder activities only.
+pub fn builder_worker_options(
+    task_queue: &str,
+    activities: activities::BuilderActivities,
+) -> WorkerOptions {
+    WorkerOptions::new(task_queue).register_activities(activities).build()
+}
+
 /// A replayer that knows every workflow type, for the CI replay of saved histories.
 pub fn replayer() -> Result<WorkflowReplayer, RegistrationError> {
     let opts = WorkflowReplayerOptions::new()
         .register_workflow::<SelfCheck>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<TemplateBuild>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .build();
     WorkflowReplayer::new(opts).map_err(|e| RegistrationError(e.to_string()))

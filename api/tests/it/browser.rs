@@ -753,3 +753,80 @@ async fn a_signed_in_person_reaches_every_page_of_the_shell_switches_workspace_a
     assert!(table.contains("auth.signup") && table.contains("auth.signin"), "{table}");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_and_build_pages_are_clean_and_a_running_build_log_follows_the_build() {
+    let (api, _s3) = crate::shell::api_with_storage().await;
+    let browser = Chromium::launch("tess").await;
+    let tess = browser.tab("tess", &api.base).await;
+    assert_eq!(tess.open("/signup").await, "/signup");
+    tess.sign_up("tess@example.com", "Tess").await;
+    let home = tess.open("/").await;
+    assert!(home.starts_with("/w/"), "{home}");
+    let slug = home.trim_start_matches("/w/").to_string();
+    let seeded = crate::shell::seed_template(&api, &slug, "tess@example.com", "web-app").await;
+
+    // From the catalog to the template, to a finished build and back: no script errors, no
+    // failed requests.
+    let list = format!("/w/{slug}/templates");
+    assert_eq!(tess.open(&list).await, list);
+    tess.assert_clean(&list).await;
+    let detail = format!("/w/{slug}/templates/web-app");
+    assert_eq!(tess.click_to_next_page(&format!("main a[href='{detail}']")).await, detail);
+    assert_eq!(tess.count("h1").await, 1);
+    assert!(!tess.text("main").await.contains(crate::shell::SECRET_VALUE));
+    tess.assert_clean(&detail).await;
+    tess.screenshot("template").await;
+    let failed = format!("/w/{slug}/builds/{}", seeded.failed);
+    assert_eq!(tess.click_to_next_page(&format!("main a[href='{failed}']")).await, failed);
+    assert!(tess.text("#build-error").await.contains("RUN make exited with 2 <oops>"));
+    assert_eq!(tess.count("form[data-build-action='retry']:not([hidden])").await, 1);
+    tess.assert_clean(&failed).await;
+    assert_eq!(tess.click_to_next_page(&format!("main a[href='{detail}']")).await, detail);
+
+    // A running build: the page follows its log and its state without a reload.
+    let running = format!("/w/{slug}/builds/{}", seeded.running);
+    assert_eq!(tess.open(&running).await, running);
+    tess.mark_document().await;
+    assert_eq!(tess.count("form[data-build-action='cancel']:not([hidden])").await, 1);
+    assert_eq!(tess.count("form[data-build-action='retry'][hidden]").await, 1);
+    assert!(tess.text("#build-log").await.contains("step 2/7: RUN <apt-get>"));
+    api.state
+        .blob
+        .put(
+            &activities::build::log_chunk_key(&seeded.running, 2),
+            b"step 3/7: RUN cargo build\n".to_vec(),
+            "text/plain; charset=utf-8",
+        )
+        .await
+        .unwrap();
+    let _: bool = tess
+        .wait_for(
+            "the new log line",
+            "document.querySelector('#build-log').textContent.endsWith('step 3/7: RUN cargo build\\n')",
+        )
+        .await;
+    let id = domain::ids::TemplateBuildId::parse(&seeded.running).unwrap();
+    api.state.store.set_build_status(&id, "failed", Some("disk full"), None).await.unwrap();
+    let _: bool = tess
+        .wait_for(
+            "the badge, the error and the buttons to follow the build",
+            "document.querySelector('[data-build-state]').dataset.buildState === 'failed' \
+             && document.querySelector('[data-build-state]').className === 'badge build build-failed' \
+             && !document.querySelector('#build-error').hidden \
+             && document.querySelector('#build-error-text').textContent === 'disk full' \
+             && !document.querySelector(\"form[data-build-action='retry']\").hidden \
+             && document.querySelector(\"form[data-build-action='cancel']\").hidden \
+             && document.querySelector('#build-log').dataset.done === 'true' \
+             && document.querySelector('#build-finished time') !== null \
+             && document.querySelector('#build-duration').textContent.endsWith('s')",
+        )
+        .await;
+    // Still the same document: no reload happened.
+    assert!(tess.eval::<bool>("window.__bfOldDocument === true").await);
+    let log = tess.text("#build-log").await;
+    assert_eq!(log.matches("step 1/7").count(), 1, "no text twice: {log}");
+    tess.assert_clean(&running).await;
+    tess.screenshot("build").await;
+    browser.close().await;
+}

@@ -13,8 +13,14 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with a last say over the stack's configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut domain::Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let (stack, listener) = DevStack::start(dir.path(), 0).await.expect("dev stack starts");
+    let (stack, listener) =
+        DevStack::start_with(dir.path(), 0, tweak).await.expect("dev stack starts");
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(stack.config.clone(), stack.store.clone()).unwrap();
     let server = tokio::spawn(async move {

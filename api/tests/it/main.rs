@@ -6,6 +6,7 @@
 mod authz;
 mod browser;
 mod browserish;
+mod builds;
 mod commands;
 mod dev_command;
 mod device;

@@ -1,9 +1,11 @@
 //! The workspace views behind the web shell, through the JSON API: real rows in, the same sdk
 //! types out.
 
+use burstflare_api::s3::EmbeddedS3;
+use domain::ids::{Email, Slug};
 use serde_json::json;
 
-use crate::browserish::Api;
+use crate::browserish::{Api, Browser};
 
 /// A template with a promoted version and one session in `state`, inserted as the build and
 /// session workflows will (those arrive with their issues).
@@ -113,7 +115,7 @@ async fn renaming_a_workspace_needs_manage_workspace_names_the_field_and_is_audi
 #[tokio::test]
 async fn every_page_is_well_formed_html() {
     use burstflare_api::routes::Kind;
-    let api = Api::start().await;
+    let (api, _s3) = api_with_storage().await;
     let mut b = api.browser();
     b.sign_up("html@example.com", "Html").await;
     b.load_csrf(&api).await;
@@ -127,12 +129,22 @@ async fn every_page_is_well_formed_html() {
     let token = inv.body["link"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
     seed_session(&api, "team", "html@example.com", "running").await;
 
+    let seeded = seed_template(&api, "team", "html@example.com", "web-app").await;
+
     let mut checked = 0;
     for def in burstflare_api::http::route_table() {
-        if def.kind != Kind::Page || def.method != axum::http::Method::GET {
+        if def.kind != Kind::Page
+            || def.method != axum::http::Method::GET
+            || def.path.starts_with("/assets/")
+        {
             continue;
         }
-        let path = def.path.replace("{ws}", "team").replace("{token}", &token);
+        let path = def
+            .path
+            .replace("{ws}", "team")
+            .replace("{token}", &token)
+            .replace("{name}", &seeded.name)
+            .replace("{id}", &seeded.running);
         let path = if path == "/switch" { "/switch?ws=team".to_string() } else { path };
         let r = b.get(&path).await;
         let html = match r.status.as_u16() {
@@ -156,9 +168,386 @@ async fn every_page_is_well_formed_html() {
         assert!(doc.errors.is_empty(), "GET {path} is not well-formed HTML: {:?}", doc.errors);
         checked += 1;
     }
-    assert!(checked >= 15, "only {checked} pages checked");
+    // The other build pages (finished, failed) too.
+    for id in [&seeded.succeeded, &seeded.failed] {
+        let r = b.get(&format!("/w/team/builds/{id}")).await;
+        assert_eq!(r.status, 200, "build {id}");
+        let doc = scraper::Html::parse_document(r.body.as_str().unwrap());
+        assert!(doc.errors.is_empty(), "build {id} is not well-formed HTML: {:?}", doc.errors);
+        checked += 1;
+    }
+    assert!(checked >= 19, "only {checked} pages checked");
     // The checker itself notices broken markup.
     let broken =
         scraper::Html::parse_document("<!DOCTYPE html><html><body><p></span></body></html>");
     assert!(!broken.errors.is_empty());
+}
+
+// ---- templates, versions and builds ----
+
+/// The value of a secret variable in the seeded manifest: no page may show it.
+pub const SECRET_VALUE: &str = "s3cr3t-seeded-value";
+
+/// The API with object storage (an embedded S3 server on a free port), so build logs can be
+/// written and read. Keep the server alive as long as the API.
+pub async fn api_with_storage() -> (Api, (EmbeddedS3, tempfile::TempDir)) {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 =
+        EmbeddedS3::start(&dir.path().join("s3"), "test-access", "test-secret-key").await.unwrap();
+    let endpoint = url::Url::parse(&s3.endpoint()).unwrap();
+    let api = Api::start_with(|c| {
+        c.storage.endpoint = endpoint;
+        c.storage.access_key_id = "test-access".into();
+        c.storage.secret_access_key = secrecy::SecretString::from("test-secret-key".to_string());
+        c.storage.force_path_style = true;
+    })
+    .await;
+    api.state.blob.ensure_bucket().await.unwrap();
+    (api, (s3, dir))
+}
+
+/// The ids of a seeded template's builds.
+pub struct SeededTemplate {
+    pub name: String,
+    /// v1, attempt 1: succeeded with an image (v1 is built).
+    pub succeeded: String,
+    /// v2, attempt 1: failed with an error.
+    pub failed: String,
+    /// v3, attempt 1: building, with two log chunks written.
+    pub running: String,
+}
+
+fn seeded_manifest(name: &str) -> String {
+    let m = sdk::bundle::Manifest {
+        schema: sdk::bundle::SCHEMA_VERSION,
+        name: name.into(),
+        description: "A web app".into(),
+        base_image: "ubuntu:24.04".into(),
+        persisted_paths: vec!["/home/dev".into()],
+        env: vec![
+            sdk::bundle::EnvVar { name: "RUST_LOG".into(), value: "debug".into(), secret: false },
+            sdk::bundle::EnvVar {
+                name: "API_KEY".into(),
+                value: SECRET_VALUE.into(),
+                secret: true,
+            },
+        ],
+        ports: vec![sdk::bundle::Port { port: 8080, name: "web".into(), protocol: "http".into() }],
+        resources: sdk::bundle::Resources::default(),
+        idle_timeout_minutes: 30,
+        labels: [("team".to_string(), "platform".to_string())].into_iter().collect(),
+    };
+    serde_json::to_string(&m).unwrap()
+}
+
+/// A template `name` in `workspace_slug` with three versions and one build each, inserted
+/// through the store as the upload and the build workflow would.
+pub async fn seed_template(
+    api: &Api,
+    workspace_slug: &str,
+    owner_email: &str,
+    name: &str,
+) -> SeededTemplate {
+    let store = &api.state.store;
+    let ws = store.workspace_by_slug(&Slug::parse(workspace_slug).unwrap()).await.unwrap().unwrap();
+    let owner = store.user_by_email(&Email::parse(owner_email).unwrap()).await.unwrap().unwrap();
+    let t = store.create_template(&ws.id, name, "A web app", &owner.id).await.unwrap();
+    let manifest = seeded_manifest(name);
+    let mut builds = Vec::new();
+    for outcome in ["succeeded", "failed", "building"] {
+        let tid = t.id.clone();
+        let v = store
+            .create_draft_version(
+                &t.id,
+                1536,
+                &"ab".repeat(32),
+                domain::store::now_ms() + 60_000,
+                &owner.id,
+                |id| format!("bundles/{tid}/{id}.tar.zst"),
+            )
+            .await
+            .unwrap();
+        let v = store.accept_upload(&v.id, &manifest).await.unwrap();
+        let b = store.create_build(&v.id, Some(&owner.id)).await.unwrap();
+        store.set_build_status(&b.id, "building", None, None).await.unwrap();
+        let image = (
+            "registry.local/burstflare/t:v1",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        );
+        match outcome {
+            "succeeded" => {
+                store.set_build_status(&b.id, "succeeded", None, Some(image)).await.unwrap();
+                store.set_version_status(&v.id, "built", Some(image)).await.unwrap();
+            }
+            "failed" => {
+                store
+                    .set_build_status(
+                        &b.id,
+                        "failed",
+                        Some("step 3/7: RUN make exited with 2 <oops>"),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                store.set_version_status(&v.id, "failed", None).await.unwrap();
+            }
+            _ => {
+                store.set_version_status(&v.id, "building", None).await.unwrap();
+            }
+        }
+        let id = b.id.to_string();
+        for (seq, text) in [(0, "step 1/7: FROM ubuntu:24.04\n"), (1, "step 2/7: RUN <apt-get>\n")]
+        {
+            api.state
+                .blob
+                .put(
+                    &activities::build::log_chunk_key(&id, seq),
+                    text.as_bytes().to_vec(),
+                    "text/plain; charset=utf-8",
+                )
+                .await
+                .unwrap();
+        }
+        builds.push(id);
+    }
+    let [succeeded, failed, running] = <[String; 3]>::try_from(builds).unwrap();
+    SeededTemplate { name: name.into(), succeeded, failed, running }
+}
+
+/// Adds a new member with `role` to `slug` (invited by `owner`, accepted through the API).
+async fn join_as(api: &Api, owner: &mut Browser, slug: &str, email: &str, role: &str) -> Browser {
+    let inv = owner
+        .post(&format!("/api/v1/workspaces/{slug}/invites"), json!({"email": email, "role": role}))
+        .await;
+    assert_eq!(inv.status, 201, "{:?}", inv.body);
+    let token = inv.body["link"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let mut b = api.browser();
+    b.sign_up(email, role).await;
+    b.load_csrf(api).await;
+    let r = b.post("/api/v1/invites/accept", json!({ "token": token })).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    b
+}
+
+/// A form post as the pages send it (`csrf` field when `with_csrf`); returns the status, the
+/// redirect target and the flash message it sets, if any.
+async fn submit(
+    b: &Browser,
+    path: &str,
+    fields: &[(&str, &str)],
+    with_csrf: bool,
+) -> (u16, Option<String>, Option<String>, String) {
+    let mut pairs: Vec<(String, String)> =
+        fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if with_csrf {
+        pairs.push(("csrf".into(), b.csrf.clone().unwrap()));
+    }
+    let resp = b
+        .http
+        .post(format!("{}{path}", b.base))
+        .form(&pairs)
+        .header("cookie", b.cookie.clone().unwrap())
+        .header("origin", b.origin.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+    let flash = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("bf_flash="))
+        .map(|v| {
+            let raw = v.split(';').next().unwrap();
+            url::form_urlencoded::parse(format!("f={raw}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned()
+        })
+        .next();
+    (status, location, flash, resp.text().await.unwrap())
+}
+
+fn html_of(r: &crate::browserish::Reply) -> String {
+    r.body.as_str().unwrap_or_else(|| panic!("not a page: {:?}", r.body)).to_string()
+}
+
+#[tokio::test]
+async fn the_template_and_build_pages_show_the_rows_hide_secrets_and_manage_buttons_by_role() {
+    let (api, _s3) = api_with_storage().await;
+    let mut owner = api.browser();
+    owner.sign_up("tpl-owner@example.com", "Owner").await;
+    owner.load_csrf(&api).await;
+    owner.post("/api/v1/workspaces", json!({"name": "Team", "slug": "team"})).await;
+    let seeded = seed_template(&api, "team", "tpl-owner@example.com", "web-app").await;
+
+    // The catalog links the template and offers the form.
+    let list = html_of(&owner.get("/w/team/templates").await);
+    assert!(list.contains(r#"<a href="/w/team/templates/web-app">web-app</a>"#), "{list}");
+    assert!(list.contains(r#"<form method="post" action="/w/team/templates""#));
+
+    // The template page: manifest without the secret, versions, builds, the archive form.
+    let r = owner.get("/w/team/templates/web-app").await;
+    assert_eq!(r.status, 200);
+    let html = html_of(&r);
+    assert!(!html.contains(SECRET_VALUE), "the secret value is on the page");
+    for needle in [
+        "<code>ubuntu:24.04</code>",
+        "<td><code>API_KEY</code></td>",
+        ">secret</span>",
+        "<td><code>RUST_LOG</code></td><td><code>debug</code></td>",
+        "flare template upload web-app . --workspace team",
+        r#"<span class="badge vstate vstate-built">built</span>"#,
+        r#"<span class="badge vstate vstate-failed">failed</span>"#,
+        r#"<span class="badge vstate vstate-building">building</span>"#,
+        r#"<td class="nowrap">1.5 KiB</td>"#,
+        ">abababababab</code>",
+        ">sha256:0123456789ab</code>",
+        "of v1, the newest built version",
+        r#"action="/w/team/templates/web-app/archive""#,
+    ] {
+        assert!(html.contains(needle), "{needle} is not on the template page");
+    }
+    for id in [&seeded.succeeded, &seeded.failed, &seeded.running] {
+        assert!(html.contains(&format!(r#"href="/w/team/builds/{id}""#)), "no link to {id}");
+    }
+
+    // The build pages: the log from storage (escaped), the error, the right buttons.
+    let running = html_of(&owner.get(&format!("/w/team/builds/{}", seeded.running)).await);
+    assert!(running.contains("step 1/7: FROM ubuntu:24.04\nstep 2/7: RUN &lt;apt-get&gt;\n"));
+    assert!(running.contains(r#"data-next="2" data-done="false""#), "{running}");
+    assert!(running.contains(web::BUILD_LOG_JS_PATH));
+    assert!(running.contains(&format!(r#"action="/w/team/builds/{}/cancel""#, seeded.running)));
+    assert!(running.contains(r#"href="/w/team/templates/web-app""#), "links back");
+    let failed = html_of(&owner.get(&format!("/w/team/builds/{}", seeded.failed)).await);
+    assert!(failed.contains("step 3/7: RUN make exited with 2 &lt;oops&gt;"));
+    assert!(failed.contains(&format!(r#"action="/w/team/builds/{}/retry""#, seeded.failed)));
+    assert!(!failed.contains("/cancel\""));
+    assert!(failed.contains(r#"data-done="true""#) && !failed.contains(web::BUILD_LOG_JS_PATH));
+    let succeeded = html_of(&owner.get(&format!("/w/team/builds/{}", seeded.succeeded)).await);
+    assert!(succeeded.contains("<code>registry.local/burstflare/t:v1</code>"));
+    assert!(!succeeded.contains("/retry\"") && !succeeded.contains("/cancel\""));
+
+    // The JSON log the script polls answers to the page's cookie.
+    let log =
+        owner.get(&format!("/api/v1/workspaces/team/builds/{}/log?from=1", seeded.running)).await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    assert_eq!(log.body["text"], "step 2/7: RUN <apt-get>\n");
+    assert_eq!((log.body["next"].as_u64(), log.body["done"].as_bool()), (Some(2), Some(false)));
+
+    // A viewer sees the same pages without any manage control.
+    let mut viewer = join_as(&api, &mut owner, "team", "tpl-viewer@example.com", "viewer").await;
+    let list = html_of(&viewer.get("/w/team/templates").await);
+    assert!(!list.contains(r#"action="/w/team/templates""#), "a viewer gets no create form");
+    let html = html_of(&viewer.get("/w/team/templates/web-app").await);
+    assert!(!html.contains("/archive"), "a viewer sees the archive button");
+    assert!(!html.contains(SECRET_VALUE));
+    for id in [&seeded.running, &seeded.failed] {
+        let html = html_of(&viewer.get(&format!("/w/team/builds/{id}")).await);
+        assert!(!html.contains("/retry\"") && !html.contains("/cancel\""), "buttons for a viewer");
+        assert!(html.contains("step 1/7"));
+    }
+    let (status, ..) = submit(&viewer, "/w/team/templates/web-app/archive", &[], true).await;
+    assert_eq!(status, 403);
+    let (status, ..) =
+        submit(&viewer, &format!("/w/team/builds/{}/retry", seeded.failed), &[], true).await;
+    assert_eq!(status, 403);
+    let (status, ..) = submit(&viewer, "/w/team/templates", &[("name", "nope")], true).await;
+    assert_eq!(status, 403);
+
+    // Another workspace's template and builds do not exist for its own members.
+    let mut other = api.browser();
+    other.sign_up("tpl-other@example.com", "Other").await;
+    other.load_csrf(&api).await;
+    other.post("/api/v1/workspaces", json!({"name": "Other", "slug": "other"})).await;
+    for path in [
+        "/w/other/templates/web-app".to_string(),
+        format!("/w/other/builds/{}", seeded.running),
+        "/w/team/templates/web-app".to_string(),
+        format!("/w/team/builds/{}", seeded.running),
+        "/w/other/builds/not-an-id".to_string(),
+    ] {
+        let r = other.get(&path).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(html_of(&r).contains("This page does not exist."), "{path}");
+    }
+    let (status, ..) =
+        submit(&other, &format!("/w/other/builds/{}/retry", seeded.failed), &[], true).await;
+    assert_eq!(status, 404);
+    let r = owner.get("/w/team/templates/no-such-template").await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn templates_are_created_and_archived_through_the_forms_with_csrf() {
+    let (api, _s3) = api_with_storage().await;
+    let mut owner = api.browser();
+    owner.sign_up("forms@example.com", "Forms").await;
+    owner.load_csrf(&api).await;
+    owner.post("/api/v1/workspaces", json!({"name": "Team", "slug": "team"})).await;
+
+    // Without the CSRF token nothing happens.
+    let (status, ..) = submit(&owner, "/w/team/templates", &[("name", "api")], false).await;
+    assert_eq!(status, 403);
+
+    // Created: to its page, with a flash.
+    let (status, location, flash, _) = submit(
+        &owner,
+        "/w/team/templates",
+        &[("name", "api"), ("description", "The API <dev> box")],
+        true,
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/w/team/templates/api"));
+    assert!(flash.unwrap().starts_with("ok:Template created."));
+    let html = html_of(&owner.get("/w/team/templates/api").await);
+    assert!(html.contains("The API &lt;dev&gt; box"));
+    assert!(html.contains("No version has built yet."));
+
+    // Refused: the list again, with the values and the error naming the field.
+    let (status, _, _, html) =
+        submit(&owner, "/w/team/templates", &[("name", "Bad Name"), ("description", "kept")], true)
+            .await;
+    assert_eq!(status, 400);
+    assert!(html.contains(r#"id="new-template-error" role="alert">name"#), "{html}");
+    assert!(html.contains(r#"value="Bad Name""#) && html.contains(">kept</textarea>"));
+    assert!(html.contains(r#"aria-invalid="true""#));
+    let (status, _, _, html) = submit(&owner, "/w/team/templates", &[("name", "api")], true).await;
+    assert_eq!(status, 409);
+    assert!(html.contains("name: a template named api exists"), "{html}");
+    let long = "x".repeat(1001);
+    let (status, _, _, html) =
+        submit(&owner, "/w/team/templates", &[("name", "other"), ("description", &long)], true)
+            .await;
+    assert_eq!(status, 400);
+    assert!(html.contains("description: is 1001 characters"), "{html}");
+
+    // Archiving needs the token too; then the page says so and offers no button.
+    let (status, ..) = submit(&owner, "/w/team/templates/api/archive", &[], false).await;
+    assert_eq!(status, 403);
+    assert!(html_of(&owner.get("/w/team/templates/api").await).contains("/archive\""));
+    let (status, location, flash, _) =
+        submit(&owner, "/w/team/templates/api/archive", &[], true).await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/w/team/templates/api"));
+    assert_eq!(flash.as_deref(), Some("ok:Template archived: new sessions cannot start from it."));
+    let html = html_of(&owner.get("/w/team/templates/api").await);
+    assert!(html.contains(r#"<span class="badge archived">archived</span>"#));
+    assert!(!html.contains("/archive\""));
+    let audit = owner.get("/api/v1/workspaces/team/audit?action=template.archived").await;
+    assert_eq!(audit.body["events"][0]["detail"]["name"], "api");
+    let (status, ..) = submit(&owner, "/w/team/templates/nothing/archive", &[], true).await;
+    assert_eq!(status, 404);
+
+    // Retrying a build that succeeded is refused with a flash, back on its page.
+    let seeded = seed_template(&api, "team", "forms@example.com", "web-app").await;
+    let back = format!("/w/team/builds/{}", seeded.succeeded);
+    let (status, location, flash, _) = submit(&owner, &format!("{back}/retry"), &[], true).await;
+    assert_eq!((status, location.as_deref()), (303, Some(back.as_str())));
+    assert!(flash.unwrap().contains("there is nothing to retry"));
+    let (status, ..) = submit(&owner, &format!("{back}/cancel"), &[], false).await;
+    assert_eq!(status, 403);
 }

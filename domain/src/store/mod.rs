@@ -38,7 +38,10 @@ pub use self::refresh_tokens::{CliSession, Rotation};
 pub use self::self_checks::SelfCheck;
 pub use self::sessions::{SessionFilter, SessionRow};
 pub use self::signup::NewPasskey;
-pub use self::templates::TemplateRow;
+pub use self::templates::{
+    BUILD_ACTIVE_STATES, BUILD_FINAL_STATES, BuildRecord, TemplateRecord, TemplateRow,
+    VERSION_SETTABLE_STATES, VersionRecord,
+};
 pub use self::usage::UsageRow;
 pub use self::users::User;
 pub use self::workspaces::{FREE_PLAN_ID, Member, UserWorkspace, Workspace};

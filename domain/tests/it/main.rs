@@ -11,5 +11,6 @@ mod ids;
 mod schema;
 mod store;
 mod support;
+mod templates;
 mod workspace_views;
 mod workspaces;

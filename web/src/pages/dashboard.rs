@@ -38,7 +38,7 @@ pub fn dashboard(ctx: &PageContext, d: &sdk::Dashboard) -> Markup {
                         p { "Start one from the " a href={ (base) "/templates" } { "template catalog" } "." }
                     }))
                 } @else {
-                    (session_table(ctx, "Active sessions", &live_url, &hide, &active, SessionColumns::Compact))
+                    (session_table(ctx, &ws.slug, "Active sessions", &live_url, &hide, &active, SessionColumns::Compact))
                 }
             }
             section.card aria-labelledby="usage-heading" {

@@ -43,7 +43,7 @@ pub fn sessions(
                 }
             }
             @if !shown.is_empty() {
-                (session_table(ctx, "Sessions", &live_url, &hide, &shown, SessionColumns::Full))
+                (session_table(ctx, &ws.slug, "Sessions", &live_url, &hide, &shown, SessionColumns::Full))
             } @else if hidden > 0 {
                 (live_empty_state(&live_url, &hide, html! {
                     p { strong { "No running sessions." } }

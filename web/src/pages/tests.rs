@@ -100,6 +100,11 @@ struct Fixture {
     /// Dev sessions (not browser sessions), one per state.
     runtime: Vec<sdk::SessionSummary>,
     templates: Vec<sdk::TemplateSummary>,
+    /// A template with three versions: v3 building, v2 failed, v1 built (and active).
+    detail: sdk::TemplateDetail,
+    versions: Vec<sdk::TemplateVersion>,
+    /// Newest first: v3 attempt 1 (building), v2 attempt 1 (failed), v1 attempt 1 (succeeded).
+    builds: Vec<sdk::TemplateBuild>,
 }
 
 fn user(id: &str, name: &str, email: &str) -> sdk::UserInfo {
@@ -260,6 +265,141 @@ fn fixture() -> Fixture {
                 archived: false,
             },
         ],
+        detail: sample_detail(),
+        versions: sample_versions(),
+        builds: sample_builds(),
+    }
+}
+
+/// A secret variable's value: it must never reach a page (the view drops it, and the page
+/// would not show it even if it came along).
+const SECRET_VALUE: &str = "s3cr3t-value-never-shown";
+
+fn sample_manifest() -> sdk::bundle::ManifestView {
+    sdk::bundle::ManifestView {
+        schema: 1,
+        name: "rust".into(),
+        description: EVIL.into(),
+        base_image: "ubuntu:24.04".into(),
+        persisted_paths: vec!["/home/dev".into(), format!("/data/{EVIL}")],
+        env: vec![
+            sdk::bundle::EnvView {
+                name: "RUST_LOG".into(),
+                value: Some("debug".into()),
+                secret: false,
+            },
+            sdk::bundle::EnvView {
+                name: "API_KEY".into(),
+                value: Some(SECRET_VALUE.into()),
+                secret: true,
+            },
+            sdk::bundle::EnvView { name: "EMPTY".into(), value: None, secret: false },
+            sdk::bundle::EnvView { name: "EVIL".into(), value: Some(EVIL.into()), secret: false },
+        ],
+        ports: vec![
+            sdk::bundle::Port { port: 8080, name: "web".into(), protocol: "http".into() },
+            sdk::bundle::Port { port: 5432, name: String::new(), protocol: "tcp".into() },
+        ],
+        resources: sdk::bundle::Resources { cpu_millis: 1500, memory_mb: 4096, disk_gb: 20 },
+        idle_timeout_minutes: 45,
+        labels: [("team".to_string(), EVIL.to_string())].into_iter().collect(),
+    }
+}
+
+fn sample_build(version: &str, status: &str) -> sdk::TemplateBuild {
+    let done = sdk::build_is_final(status);
+    sdk::TemplateBuild {
+        id: format!("b-{version}"),
+        template: "rust".into(),
+        version: version.into(),
+        attempt: 1,
+        status: status.into(),
+        workflow_id: format!("build-tv-{version}-1"),
+        requested_by: Some(sdk::UserRef { id: "u-me".into(), display_name: EVIL.into() }),
+        image_ref: (status == "succeeded")
+            .then(|| format!("registry.local/burstflare/t:v{version}")),
+        image_digest: (status == "succeeded").then(|| format!("sha256:{}", "ab".repeat(32))),
+        error: (status == "failed").then(|| format!("step 3/7: {EVIL} exited with 1")),
+        created_at: 1_700_000_000_000,
+        updated_at: 1_700_000_000_000,
+        started_at: Some(1_700_000_001_000),
+        finished_at: done.then_some(1_700_000_126_000),
+    }
+}
+
+fn sample_builds() -> Vec<sdk::TemplateBuild> {
+    vec![sample_build("3", "building"), sample_build("2", "failed"), sample_build("1", "succeeded")]
+}
+
+fn sample_version(
+    version: &str,
+    status: &str,
+    build: Option<sdk::TemplateBuild>,
+) -> sdk::TemplateVersion {
+    let built = status == "built";
+    sdk::TemplateVersion {
+        id: format!("tv-{version}"),
+        template: "rust".into(),
+        version: version.into(),
+        status: status.into(),
+        bundle_size: Some(1536),
+        bundle_sha256: Some(format!("0123456789abcdef{}", "0".repeat(48))),
+        manifest: Some(sample_manifest()),
+        image_ref: built.then(|| "registry.local/burstflare/t:v1".into()),
+        image_digest: built.then(|| format!("sha256:{}", "ab".repeat(32))),
+        created_by: None,
+        created_at: 1_700_000_000_000,
+        updated_at: 1_700_000_000_000,
+        latest_build: build,
+    }
+}
+
+fn sample_versions() -> Vec<sdk::TemplateVersion> {
+    let b = sample_builds();
+    vec![
+        sample_version("3", "building", Some(b[0].clone())),
+        sample_version("2", "failed", Some(b[1].clone())),
+        sample_version("1", "built", Some(b[2].clone())),
+    ]
+}
+
+fn sample_detail() -> sdk::TemplateDetail {
+    let v = sample_versions();
+    sdk::TemplateDetail {
+        id: "t-rust".into(),
+        name: "rust".into(),
+        description: EVIL.into(),
+        active_version: Some("1".into()),
+        latest_version: Some(v[0].clone()),
+        latest_built_version: Some(v[2].clone()),
+        versions: 3,
+        created_at: 0,
+        updated_at: 1_700_000_000_000,
+        archived_at: None,
+    }
+}
+
+fn empty_detail() -> sdk::TemplateDetail {
+    sdk::TemplateDetail {
+        id: "t-new".into(),
+        name: "node".into(),
+        description: String::new(),
+        active_version: None,
+        latest_version: None,
+        latest_built_version: None,
+        versions: 0,
+        created_at: 0,
+        updated_at: 0,
+        archived_at: None,
+    }
+}
+
+fn log_of(b: &sdk::TemplateBuild, done: bool) -> sdk::BuildLog {
+    sdk::BuildLog {
+        build: b.clone(),
+        text: format!("step 1/7: FROM ubuntu\n{EVIL}\n"),
+        next: 2,
+        done,
     }
 }
 
@@ -392,9 +532,62 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
         ("sessions with ended", sessions(&signed_in, ws, &f.runtime, true)),
         ("sessions none", sessions(&signed_in, ws, &[], false)),
         ("sessions only ended", sessions(&signed_in, ws, &f.runtime[4..], false)),
-        ("templates", templates(&signed_in, ws, &f.templates)),
-        ("templates empty manager", templates(&signed_in, ws, &[])),
-        ("templates empty viewer", templates(&signed_in, &with_role(ws, "viewer"), &[])),
+        ("templates", templates(&signed_in, ws, &f.templates, true, None)),
+        (
+            "templates with a failed form",
+            templates(
+                &signed_in,
+                ws,
+                &f.templates,
+                true,
+                Some(&NewTemplate {
+                    name: EVIL,
+                    description: EVIL,
+                    error: Some(EVIL),
+                    field: Some("name"),
+                }),
+            ),
+        ),
+        ("templates empty manager", templates(&signed_in, ws, &[], true, None)),
+        (
+            "templates empty viewer",
+            templates(&signed_in, &with_role(ws, "viewer"), &[], false, None),
+        ),
+        (
+            "template detail manager",
+            template_detail(&signed_in, ws, &f.detail, &f.versions, &f.builds, true),
+        ),
+        (
+            "template detail viewer",
+            template_detail(
+                &signed_in,
+                &with_role(ws, "viewer"),
+                &f.detail,
+                &f.versions,
+                &f.builds,
+                false,
+            ),
+        ),
+        ("template detail empty", template_detail(&signed_in, ws, &empty_detail(), &[], &[], true)),
+        (
+            "build running",
+            build_page(&signed_in, ws, &f.builds[0], Some(&log_of(&f.builds[0], false)), true),
+        ),
+        (
+            "build failed",
+            build_page(&signed_in, ws, &f.builds[1], Some(&log_of(&f.builds[1], true)), true),
+        ),
+        (
+            "build succeeded viewer",
+            build_page(
+                &signed_in,
+                &with_role(ws, "viewer"),
+                &f.builds[2],
+                Some(&log_of(&f.builds[2], true)),
+                false,
+            ),
+        ),
+        ("build without log", build_page(&signed_in, ws, &f.builds[2], None, true)),
         ("settings manager", settings(&signed_in, ws, true)),
         ("settings member", settings(&signed_in, &with_role(ws, "member"), false)),
     ]
@@ -501,8 +694,13 @@ fn user_data_is_escaped_everywhere() {
         for t in start_tags(&html).iter().filter(|t| t.name == "script") {
             let src = t.attr("src").unwrap_or_default();
             assert!(
-                [crate::PASSKEYS_JS_PATH, crate::LIVE_JS_PATH, crate::TURNSTILE_JS_URL]
-                    .contains(&src),
+                [
+                    crate::PASSKEYS_JS_PATH,
+                    crate::LIVE_JS_PATH,
+                    crate::BUILD_LOG_JS_PATH,
+                    crate::TURNSTILE_JS_URL
+                ]
+                .contains(&src),
                 "{name}: {src}"
             );
         }
@@ -853,7 +1051,7 @@ fn the_navigation_marks_the_current_page() {
     let pages = [
         ("/w/acme", "Dashboard", dashboard(&c, &dashboard_of(&f, ws, true))),
         ("/w/acme/sessions", "Sessions", sessions(&c, ws, &f.runtime, true)),
-        ("/w/acme/templates", "Templates", templates(&c, ws, &f.templates)),
+        ("/w/acme/templates", "Templates", templates(&c, ws, &f.templates, true, None)),
         ("/w/acme/members", "Members", members(&c, ws, &f.members, &[], true, None)),
         ("/w/acme/audit", "Audit log", audit(&c, ws, &f.audit, None, None)),
         ("/w/acme/settings", "Settings", settings(&c, ws, true)),
@@ -1037,10 +1235,10 @@ fn empty_lists_say_what_to_do() {
     assert!(main.contains("3 stopped or failed sessions are hidden"));
     assert!(main.contains(r#"href="/w/acme/sessions?show_ended=true""#));
 
-    let html = templates(&c, ws, &[]).into_string();
+    let html = templates(&c, ws, &[], true, None).into_string();
     assert!(main_of(&html).contains("Owners and admins of this workspace publish templates"));
     assert!(main_of(&html).contains("As an admin, you can publish"));
-    let html = templates(&c, &with_role(ws, "member"), &[]).into_string();
+    let html = templates(&c, &with_role(ws, "member"), &[], false, None).into_string();
     assert!(main_of(&html).contains("Ask an owner or admin"));
 }
 
@@ -1094,11 +1292,11 @@ fn the_dashboard_sums_up_usage_and_activity() {
 #[test]
 fn the_catalog_shows_versions_and_archived_templates_last() {
     let f = fixture();
-    let html = templates(&ctx(&f, None), &f.workspaces[0], &f.templates).into_string();
+    let html = templates(&ctx(&f, None), &f.workspaces[0], &f.templates, false, None).into_string();
     let main = main_of(&html);
-    let rust = main.find(">rust</h2>").unwrap();
-    let node = main.find(">node</h2>").unwrap();
-    let old = main.find(" old</h2>").unwrap();
+    let rust = main.find(">rust</a></h2>").unwrap();
+    let node = main.find(">node</a></h2>").unwrap();
+    let old = main.find(" old</a></h2>").unwrap();
     assert!(rust < node && node < old, "caller's order, archived last");
     assert!(main.contains(r#"<span class="badge version">v2 &lt;b&gt;</span>"#));
     assert!(main.contains(r#"<span class="badge unpromoted">not promoted</span>"#));
@@ -1164,5 +1362,332 @@ fn the_live_script_speaks_the_pages_contract() {
             crate::STYLESHEET.contains(&format!(".badge.state-{state}")),
             "no colour for {state}"
         );
+    }
+}
+
+// ---- templates, versions and builds ----
+
+#[test]
+fn the_catalog_links_each_template_and_offers_the_new_template_form_to_managers() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let html = templates(&c, ws, &f.templates, true, None).into_string();
+    let main = main_of(&html);
+    assert!(main.contains(r#"<h2><a href="/w/acme/templates/rust">rust</a></h2>"#), "{main}");
+    // Names are percent-encoded in links and escaped in text.
+    assert!(main.contains(
+        r#"href="/w/acme/templates/%3Cscript%3Ealert%28%22x%22%29%3C%2Fscript%3E%27%26%20old""#
+    ));
+    assert!(main.contains(r#"<form method="post" action="/w/acme/templates" class="stack-form">"#));
+    let tags = start_tags(main);
+    let name = tags.iter().find(|t| t.attr("id") == Some("template-name")).unwrap();
+    assert_eq!((name.attr("name"), name.attr("maxlength")), (Some("name"), Some("63")));
+    assert_eq!(name.attr("pattern"), Some(r"[a-z][a-z0-9\-]{0,62}"));
+    assert!(name.has("required") && !name.has("aria-invalid") && !name.has("autofocus"));
+    let description = tags.iter().find(|t| t.attr("id") == Some("template-description")).unwrap();
+    assert_eq!(
+        (description.name.as_str(), description.attr("name")),
+        ("textarea", Some("description"))
+    );
+    assert!(main.contains("<code>flare template upload NAME DIR</code>"));
+
+    // A viewer (or member) gets no form, only the catalog.
+    for role in ["viewer", "member"] {
+        let html = templates(&c, &with_role(ws, role), &f.templates, false, None).into_string();
+        let main = main_of(&html);
+        assert!(!main.contains("<form"), "{role}");
+        assert!(!main.contains("New template"), "{role}");
+        assert!(main.contains(r#"href="/w/acme/templates/rust""#), "{role}");
+    }
+}
+
+#[test]
+fn a_failed_new_template_form_comes_back_with_its_values_and_the_field_marked() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let form = NewTemplate {
+        name: "Bad Name",
+        description: "keeps <this>",
+        error: Some("name: name \"Bad Name\" must start with a lowercase letter a-z"),
+        field: Some("name"),
+    };
+    let html = templates(&c, ws, &[], true, Some(&form)).into_string();
+    let main = main_of(&html);
+    assert!(main.contains(
+        r#"<div class="flash error" id="new-template-error" role="alert">name: name &quot;Bad Name&quot; must start"#
+    ));
+    let tags = start_tags(main);
+    let name = tags.iter().find(|t| t.attr("id") == Some("template-name")).unwrap();
+    assert_eq!(name.attr("value"), Some("Bad Name"));
+    assert_eq!(name.attr("aria-invalid"), Some("true"));
+    assert!(name.has("autofocus"));
+    assert_eq!(name.attr("aria-describedby"), Some("new-template-error template-name-hint"));
+    let description = tags.iter().find(|t| t.attr("id") == Some("template-description")).unwrap();
+    assert!(!description.has("aria-invalid"));
+    assert!(main.contains(">keeps &lt;this&gt;</textarea>"));
+
+    let form = NewTemplate { field: Some("description"), ..form };
+    let html = templates(&c, ws, &[], true, Some(&form)).into_string();
+    let tags = start_tags(main_of(&html));
+    let description = tags.iter().find(|t| t.attr("id") == Some("template-description")).unwrap();
+    assert_eq!(description.attr("aria-invalid"), Some("true"));
+    let name = tags.iter().find(|t| t.attr("id") == Some("template-name")).unwrap();
+    assert!(!name.has("aria-invalid"));
+}
+
+#[test]
+fn a_secret_value_never_reaches_the_template_page() {
+    let f = fixture();
+    for can_manage in [true, false] {
+        let html = template_detail(
+            &ctx(&f, Some(CSRF)),
+            &f.workspaces[0],
+            &f.detail,
+            &f.versions,
+            &f.builds,
+            can_manage,
+        )
+        .into_string();
+        assert!(!html.contains(SECRET_VALUE), "a secret value is on the page");
+        let main = main_of(&html);
+        assert!(main.contains("<td><code>API_KEY</code></td>"));
+        assert!(main.contains(r#"<span class="badge masked""#) && main.contains(">secret</span>"));
+        assert!(main.contains("<td><code>RUST_LOG</code></td><td><code>debug</code></td>"));
+        assert!(main.contains("(empty)"));
+    }
+}
+
+#[test]
+fn the_template_page_shows_the_manifest_versions_and_builds() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let html = template_detail(&c, &f.workspaces[0], &f.detail, &f.versions, &f.builds, true)
+        .into_string();
+    let main = main_of(&html);
+    for needle in [
+        // Overview and the way back.
+        r#"<a href="/w/acme/templates">Templates</a>"#,
+        r#"<span class="badge version">v1</span>"#,
+        r#"v3 <span class="badge vstate vstate-building">building</span>"#,
+        // The upload command, exactly.
+        r#"<pre class="command" id="upload-command" aria-label="Upload command"><code>flare template upload rust . --workspace acme</code></pre>"#,
+        r#"data-copy="upload-command""#,
+        // The manifest of v1, the newest built version.
+        "of v1, the newest built version",
+        "<code>ubuntu:24.04</code>",
+        "1.5 CPU · 4.0 GiB memory · 20 GiB disk",
+        "45 min",
+        "<li><code>/home/dev</code></li>",
+        "<td><code>8080</code></td><td>web</td><td>http</td>",
+        "<td><code>5432</code></td><td></td><td>tcp</td>",
+        "<td><code>team</code></td>",
+        // Versions: size, hash and digest prefixes, the active one, the latest build.
+        r#"<th scope="row">v1 <span class="badge current">active</span></th>"#,
+        r#"<td class="nowrap">1.5 KiB</td>"#,
+        r#"<code title="0123456789abcdef000000000000000000000000000000000000000000000000">0123456789ab</code>"#,
+        r#">sha256:abababababab</code>"#,
+        r#"<a href="/w/acme/builds/b-2">Build 1</a> <span class="badge build build-failed" data-build-state="failed">failed</span>"#,
+        r#"<span class="badge vstate vstate-built">built</span>"#,
+        // Builds: links, who, when, how long.
+        r#"<tr data-build-id="b-3">"#,
+        r#"<a href="/w/acme/builds/b-1">Attempt 1"#,
+        r#"<span class="badge build build-building" data-build-state="building">building</span>"#,
+        "2m 05s",
+        ">running<",
+    ] {
+        assert!(main.contains(needle), "{needle} is missing from {main}");
+    }
+    // The archive form, for managers, asks first.
+    assert!(main.contains(r#"<form method="post" action="/w/acme/templates/rust/archive" class="inline-form" data-confirm="#));
+
+    // Nothing to show yet.
+    let html = template_detail(&c, &f.workspaces[0], &empty_detail(), &[], &[], true).into_string();
+    let main = main_of(&html);
+    assert!(main.contains("No version has built yet."));
+    assert!(main.contains("No versions yet."));
+    assert!(main.contains("No builds yet"));
+    assert!(main.contains(r#"<span class="badge unpromoted">not promoted</span>"#));
+    assert!(!main.contains("<table"));
+}
+
+#[test]
+fn only_managers_of_a_live_template_can_archive_it() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let viewer =
+        template_detail(&c, &with_role(ws, "viewer"), &f.detail, &f.versions, &f.builds, false)
+            .into_string();
+    assert!(!main_of(&viewer).contains("<form"), "a viewer gets no forms");
+    assert!(!viewer.contains("/archive"));
+
+    let archived = sdk::TemplateDetail { archived_at: Some(1_700_000_000_000), ..f.detail.clone() };
+    let html = template_detail(&c, ws, &archived, &f.versions, &f.builds, true).into_string();
+    let main = main_of(&html);
+    assert!(!main.contains("/archive"), "already archived");
+    assert!(main.contains(r#"<span class="badge archived">archived</span>"#));
+    assert!(main.contains("takes no new versions"));
+    assert!(!main.contains("upload-command"), "no upload command for an archived template");
+}
+
+#[test]
+fn the_build_page_shows_the_log_the_error_and_the_right_buttons() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let [running, failed, succeeded] = [&f.builds[0], &f.builds[1], &f.builds[2]];
+
+    // Running: the log so far, the script that follows it, Cancel shown and Retry waiting.
+    let html = build_page(&c, ws, running, Some(&log_of(running, false)), true).into_string();
+    let main = main_of(&html);
+    let tags = start_tags(main);
+    let pre = tags.iter().find(|t| t.name == "pre" && t.attr("id") == Some("build-log")).unwrap();
+    assert_eq!(pre.attr("data-build-log"), Some("/api/v1/workspaces/acme/builds/b-3/log"));
+    assert_eq!((pre.attr("data-next"), pre.attr("data-done")), (Some("2"), Some("false")));
+    assert_eq!(pre.attr("role"), Some("log"));
+    assert!(main.contains("step 1/7: FROM ubuntu\n&lt;script&gt;alert"), "the log, escaped");
+    assert!(
+        main.contains(&format!(r#"<script src="{}" defer></script>"#, crate::BUILD_LOG_JS_PATH))
+    );
+    let cancel = tags.iter().find(|t| t.attr("data-build-action") == Some("cancel")).unwrap();
+    assert_eq!(cancel.attr("action"), Some("/w/acme/builds/b-3/cancel"));
+    assert!(!cancel.has("hidden"));
+    let retry = tags.iter().find(|t| t.attr("data-build-action") == Some("retry")).unwrap();
+    assert_eq!(retry.attr("action"), Some("/w/acme/builds/b-3/retry"));
+    assert!(retry.has("hidden"), "no retry while it runs");
+    let error = tags.iter().find(|t| t.attr("id") == Some("build-error")).unwrap();
+    assert!(error.has("hidden"));
+    assert!(main.contains(
+        r#"<span class="badge build build-building" data-build-state="building">building</span>"#
+    ));
+    assert!(main.contains("<code>temporal workflow show -w build-tv-3-1</code>"));
+    assert!(main.contains(r#"<a href="/w/acme/templates/rust">rust</a>"#), "back to the template");
+    assert!(main.contains(r#"<a href="/w/acme/builds/b-3">Reload</a>"#));
+    assert!(!html.contains("http-equiv"), "no meta refresh");
+
+    // Failed: the error up front, Retry, no Cancel, no script once the log is complete.
+    let html = build_page(&c, ws, failed, Some(&log_of(failed, true)), true).into_string();
+    let main = main_of(&html);
+    let tags = start_tags(main);
+    let error = tags.iter().find(|t| t.attr("id") == Some("build-error")).unwrap();
+    assert!(!error.has("hidden") && error.attr("role") == Some("alert"));
+    assert!(main.contains("step 3/7: &lt;script&gt;alert"));
+    let retry = tags.iter().find(|t| t.attr("data-build-action") == Some("retry")).unwrap();
+    assert!(!retry.has("hidden"));
+    assert!(!main.contains("/cancel"));
+    assert!(!html.contains(crate::BUILD_LOG_JS_PATH));
+    assert!(main.contains(r#"data-done="true""#));
+    assert!(main.contains("2m 05s"));
+
+    // Succeeded: the image, nothing to retry or cancel.
+    let html = build_page(&c, ws, succeeded, Some(&log_of(succeeded, true)), true).into_string();
+    let main = main_of(&html);
+    assert!(!main.contains("<form"));
+    assert!(main.contains("<code>registry.local/burstflare/t:v1</code>"));
+    assert!(main.contains(&format!("<code>sha256:{}</code>", "ab".repeat(32))));
+
+    // A viewer sees the same build with no buttons at all.
+    for b in [running, failed] {
+        let html = build_page(&c, &with_role(ws, "viewer"), b, Some(&log_of(b, false)), false)
+            .into_string();
+        let main = main_of(&html);
+        assert!(!main.contains("<form"), "{}", b.status);
+        assert!(!main.contains("/retry") && !main.contains("/cancel"), "{}", b.status);
+    }
+
+    // A log that could not be read: said so, and the script keeps trying.
+    let html = build_page(&c, ws, succeeded, None, true).into_string();
+    assert!(main_of(&html).contains("The log could not be read just now."));
+    assert!(html.contains(crate::BUILD_LOG_JS_PATH));
+    assert!(main_of(&html).contains(r#"data-next="0""#));
+}
+
+#[test]
+fn build_and_version_badges_carry_a_class_per_state() {
+    for state in sdk::BUILD_STATES {
+        assert_eq!(
+            crate::components::build_badge(state).into_string(),
+            format!(
+                r#"<span class="badge build build-{state}" data-build-state="{state}">{state}</span>"#
+            )
+        );
+        assert!(
+            crate::STYLESHEET.contains(&format!(".badge.build-{state}")),
+            "no colour for {state}"
+        );
+        assert!(
+            crate::BUILD_LOG_JS.contains(&format!("\"{state}\"")),
+            "build-log.js lacks {state}"
+        );
+    }
+    for state in sdk::VERSION_STATES {
+        assert_eq!(
+            crate::components::version_badge(state).into_string(),
+            format!(r#"<span class="badge vstate vstate-{state}">{state}</span>"#)
+        );
+        assert!(
+            crate::STYLESHEET.contains(&format!(".badge.vstate-{state}")),
+            "no colour for {state}"
+        );
+    }
+    let odd = crate::components::build_badge("x\" y").into_string();
+    assert!(odd.contains(r#"class="badge build build-unknown""#), "{odd}");
+    assert_eq!(crate::components::version_label("12"), "v12");
+    assert_eq!(crate::components::version_label("v1"), "v1");
+    assert_eq!(crate::components::format_duration(5_000), "5s");
+    assert_eq!(crate::components::format_duration(3_725_000), "1h 02m");
+    assert_eq!(crate::components::format_duration(-1), "0s");
+}
+
+#[test]
+fn the_build_log_script_speaks_the_pages_and_the_api_contract() {
+    let js = crate::BUILD_LOG_JS;
+    for needle in [
+        "pre[data-build-log]",
+        "dataset.buildLog",
+        "dataset.next",
+        "?from=",
+        "body.next",
+        "body.text",
+        "body.done",
+        "body.build",
+        "[data-build-state]",
+        "badge build build-",
+        "build-error",
+        "build-error-text",
+        "build-log-empty",
+        "form[data-build-action='retry']",
+        "form[data-build-action='cancel']",
+        "same-origin",
+        "visibilityState",
+        "is-updating",
+        "is-stale",
+        "scrollTop",
+        "createTextNode",
+        "1000",
+        "build-image",
+        "build-digest",
+        "build-started",
+        "build-finished",
+        "build-duration",
+        "image_ref",
+        "image_digest",
+        "started_at",
+        "finished_at",
+    ] {
+        assert!(js.contains(needle), "build-log.js lacks {needle}");
+    }
+    // The details the script fills in are there to fill.
+    let f = fixture();
+    let b = &f.builds[0];
+    let html = build_page(&ctx(&f, None), &f.workspaces[0], b, None, false).into_string();
+    for id in ["build-image", "build-digest", "build-started", "build-finished", "build-duration"] {
+        assert!(html.contains(&format!(r#"<dd id="{id}">"#)), "no #{id}");
+    }
+    assert!(!js.contains("innerHTML"), "log text is only ever inserted as text");
+    for class in [".build-log", ".command", ".breadcrumb", ".badge.masked"] {
+        assert!(crate::STYLESHEET.contains(class), "app.css lacks {class}");
     }
 }
