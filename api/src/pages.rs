@@ -856,18 +856,6 @@ async fn build_cancel(
     }
 }
 
-/// `build-log.js`, served like the other assets: immutable under a versioned path.
-async fn build_log_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        web::BUILD_LOG_JS,
-    )
-        .into_response()
-}
-
 async fn settings(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -1008,7 +996,6 @@ pub fn routes() -> Vec<RouteDef> {
     vec![
         RouteDef::new(M::GET, "/", Public, get(home)),
         // The build page's script; the other assets are served outside the route table.
-        RouteDef::new(M::GET, web::BUILD_LOG_JS_PATH, Public, get(build_log_js)),
         RouteDef::new(M::GET, "/signup", Public, get(signup_page)),
         RouteDef::new(M::POST, "/signup", Public, post(needs_js)),
         RouteDef::new(M::GET, "/signin", Public, get(signin_page)),
