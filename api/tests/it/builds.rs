@@ -577,11 +577,11 @@ async fn cancelling_mid_build_stops_it_and_leaves_no_build_container() {
     let marker = format!("sleep {}", 300 + std::process::id() % 500);
     let dir = bundle_dir(
         "slow",
-        &format!("FROM burstflare/base:latest\nRUN echo started-slow-step && {marker}\n"),
+        &format!("FROM burstflare/base:latest\nRUN echo slow-step-$((40+2)) && {marker}\n"),
     );
     let confirmed = s.upload("slow", &pack(dir.path())).await.unwrap();
     let id = confirmed.build.id.clone();
-    s.wait_for_log(&id, "started-slow-step", Duration::from_secs(180)).await;
+    s.wait_for_log(&id, "slow-step-42", Duration::from_secs(180)).await;
     assert_eq!(containers_running(&marker).await.len(), 1, "the build's RUN step is running");
 
     let out = s.flare(&["template", "cancel", "slow"]).output().await.unwrap();
@@ -631,13 +631,16 @@ async fn a_builder_killed_mid_build_is_replaced_and_the_build_completes_once() {
     let mut first = spawn_builder(&s);
     let dir = bundle_dir(
         "resumed",
-        "FROM burstflare/base:latest\nRUN echo step-one-started && sleep 6 && echo step-one-done\nCOPY hello.txt /etc/hello.txt\n",
+        // The markers are computed by the shell, so the echoed Dockerfile line does not contain them.
+        "FROM burstflare/base:latest\nRUN echo step-one-$((40+2)) && sleep 20 && echo step-one-$((40+3))\nCOPY hello.txt /etc/hello.txt\n",
     );
     let confirmed = s.upload("resumed", &pack(dir.path())).await.unwrap();
     let id = confirmed.build.id.clone();
-    s.wait_for_log(&id, "step-one-started", Duration::from_secs(180)).await;
+    s.wait_for_log(&id, "step-one-42", Duration::from_secs(180)).await;
 
-    // SIGKILL: no shutdown, no goodbye to Temporal.
+    // SIGKILL: no shutdown, no goodbye to Temporal. The 20 s step is still running.
+    assert_eq!(s.client.build(&s.ws, &id).await.unwrap().status, "building");
+    assert!(!s.log(&id).await.contains("step-one-43"));
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     let _second = spawn_builder(&s);
