@@ -106,6 +106,24 @@ impl ControlActivities {
                 .detail(detail);
             self.store.append_audit(&entry).await.map_err(anyhow::Error::from)?;
         }
+        // Build minutes count toward the workspace's usage, once per attempt that ran (a
+        // retried transition finds the event recorded already).
+        if let (true, Some(started), Some(finished)) =
+            (sdk::build_is_final(&build.status), build.started_at, build.finished_at)
+        {
+            let minutes = ((finished - started).max(0) + 59_999) / 60_000;
+            self.store
+                .record_usage(
+                    &build.workspace_id,
+                    build.requested_by.as_ref(),
+                    domain::store::USAGE_BUILD_MINUTES,
+                    minutes.max(1),
+                    finished,
+                    &format!("{}:build_minutes", build.workflow_id),
+                )
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
         Ok(build.status)
     }
 }

@@ -330,6 +330,18 @@ async fn flare_template_upload_builds_pushes_and_records_the_digest() {
     let labels = image.config.unwrap().labels.unwrap();
     assert_eq!(labels.get("burstflare.build"), Some(&build.id));
 
+    // The build's minutes count toward the workspace's usage.
+    let usage: sdk::UsageSummary = s
+        .client
+        .request(
+            sdk::client::Method::GET,
+            &sdk::client::workspace_path(&s.ws, "/usage"),
+            sdk::client::NO_BODY,
+        )
+        .await
+        .unwrap();
+    assert!(usage.build_minutes >= 1, "{usage:?}");
+
     let actions = s.audit_actions().await;
     for a in ["template.created", "template.version.uploaded", "template.build.succeeded"] {
         assert_eq!(actions.iter().filter(|x| *x == a).count(), 1, "{a} in {actions:?}");

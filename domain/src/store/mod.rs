@@ -42,7 +42,7 @@ pub use self::templates::{
     BUILD_ACTIVE_STATES, BUILD_FINAL_STATES, BuildRecord, TemplateRecord, TemplateRow,
     VERSION_SETTABLE_STATES, VersionRecord,
 };
-pub use self::usage::UsageRow;
+pub use self::usage::{USAGE_BUILD_MINUTES, UsageRow};
 pub use self::users::User;
 pub use self::workspaces::{FREE_PLAN_ID, Member, UserWorkspace, Workspace};
 use crate::ids::IdError;

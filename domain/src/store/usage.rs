@@ -24,7 +24,38 @@ pub struct UsageRow {
     pub active_sessions: u64,
 }
 
+/// Usage event kinds that count minutes.
+pub const USAGE_BUILD_MINUTES: &str = BUILD_MINUTES;
+
 impl Store {
+    /// Appends a usage event once: a second call with the same `idempotency_key` (a retried
+    /// activity) changes nothing. Returns whether this call recorded it.
+    pub async fn record_usage(
+        &self,
+        workspace: &WorkspaceId,
+        user: Option<&crate::ids::UserId>,
+        kind: &str,
+        quantity: i64,
+        at: i64,
+        idempotency_key: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO usage_events (id, workspace_id, user_id, kind, quantity, at, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(crate::ids::UsageEventId::new().to_string())
+        .bind(workspace.as_str())
+        .bind(user.map(|u| u.as_str().to_string()))
+        .bind(kind)
+        .bind(quantity)
+        .bind(at)
+        .bind(idempotency_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// `workspace`'s usage from `since` (unix ms, inclusive) on, in one round trip.
     pub async fn usage_summary(
         &self,

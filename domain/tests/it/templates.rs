@@ -374,3 +374,22 @@ async fn builds(store: &Store) {
 }
 
 on_both_backends!(builds => builds_on_sqlite, builds_on_postgres);
+
+/// Build minutes are recorded once per key, however often a retried activity asks.
+async fn build_usage(store: &Store) {
+    let (alice, ws) = sign_up(store, "Alice").await;
+    let since = now_ms() - 1;
+    let key = "build-x-1:build_minutes";
+    let kind = domain::store::USAGE_BUILD_MINUTES;
+    assert!(store.record_usage(&ws.id, Some(&alice.id), kind, 3, now_ms(), key).await.unwrap());
+    assert!(!store.record_usage(&ws.id, Some(&alice.id), kind, 3, now_ms(), key).await.unwrap());
+    assert!(
+        store
+            .record_usage(&ws.id, None, kind, 2, now_ms(), "build-x-2:build_minutes")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.usage_summary(&ws.id, since).await.unwrap().build_minutes, 5);
+}
+
+on_both_backends!(build_usage => build_usage_on_sqlite, build_usage_on_postgres);
