@@ -198,6 +198,13 @@ async fn put(ticket: &sdk::UploadTicket, body: Vec<u8>) -> reqwest::StatusCode {
     req.body(body).send().await.unwrap().status()
 }
 
+/// A token unique to this run: Dockerfile steps that must really run (not come from the
+/// engine's build cache of an earlier run) start with `RUN echo <nonce>`.
+fn nonce() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("nonce-{}-{}", std::process::id(), t.as_nanos())
+}
+
 /// A bundle directory with this Dockerfile and a valid manifest named `name`.
 fn bundle_dir(name: &str, dockerfile: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -589,7 +596,10 @@ async fn cancelling_mid_build_stops_it_and_leaves_no_build_container() {
     let marker = format!("sleep {}", 300 + std::process::id() % 500);
     let dir = bundle_dir(
         "slow",
-        &format!("FROM burstflare/base:latest\nRUN echo slow-step-$((40+2)) && {marker}\n"),
+        &format!(
+            "FROM burstflare/base:latest\nRUN echo {} && echo slow-step-$((40+2)) && {marker}\n",
+            nonce()
+        ),
     );
     let confirmed = s.upload("slow", &pack(dir.path())).await.unwrap();
     let id = confirmed.build.id.clone();
@@ -643,8 +653,12 @@ async fn a_builder_killed_mid_build_is_replaced_and_the_build_completes_once() {
     let mut first = spawn_builder(&s);
     let dir = bundle_dir(
         "resumed",
-        // The markers are computed by the shell, so the echoed Dockerfile line does not contain them.
-        "FROM burstflare/base:latest\nRUN echo step-one-$((40+2)) && sleep 20 && echo step-one-$((40+3))\nCOPY hello.txt /etc/hello.txt\n",
+        // The markers are computed by the shell, so the echoed Dockerfile line does not contain
+        // them; the nonce keeps the step out of the engine's cache.
+        &format!(
+            "FROM burstflare/base:latest\nRUN echo {} && echo step-one-$((40+2)) && sleep 20 && echo step-one-$((40+3))\nCOPY hello.txt /etc/hello.txt\n",
+            nonce()
+        ),
     );
     let confirmed = s.upload("resumed", &pack(dir.path())).await.unwrap();
     let id = confirmed.build.id.clone();
