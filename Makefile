@@ -25,7 +25,7 @@ endif
 # PATH (Python's scripts dir), prepend that directory for commands that start a Temporal dev server.
 WITH_TOOLS = command -v temporal >/dev/null 2>&1 || { d=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))') && export PATH="$$d:$$PATH"; };
 
-.PHONY: help setup base-image dev test fmt clippy clean-dev
+.PHONY: help setup base-image agent dev test fmt clippy clean-dev
 
 help: ## List the targets
 	@echo "usage: make <target>   (make dev ARGS=\"--port 9090\")"
@@ -37,11 +37,14 @@ setup: ## Install missing host tools (scripts/setup.sh) and start the Docker dae
 base-image: setup ## Build the base session image burstflare/base (cached by recipe hash)
 	deploy/images/base/build.sh
 
-dev: setup base-image ## Run everything locally: cargo run --bin burstflare -- dev (extra args: ARGS=...)
+agent: ## Build the static session agent (scripts/build-agent.sh; target/agent/...)
+	scripts/build-agent.sh
+
+dev: setup base-image agent ## Run everything locally: cargo run --bin burstflare -- dev (extra args: ARGS=...)
 	$(WITH_TOOLS) $(CARGO) run --bin burstflare -- dev $(ARGS)
 
 test: SETUP_FLAGS = --browser
-test: setup base-image ## What CI runs: setup --browser, base image, fmt check, clippy, TEST_CMD
+test: setup base-image agent ## What CI runs: setup --browser, base image, agent, fmt check, clippy, TEST_CMD
 	$(CARGO) fmt --all -- --check
 	$(CLIPPY_CMD)
 	$(WITH_TOOLS) $(TEST_CMD)

@@ -422,7 +422,7 @@ impl BuilderActivities {
 }
 
 /// Docker's own words for an error, without the request dump.
-fn docker_error_message(e: &bollard::errors::Error) -> String {
+pub fn docker_error_message(e: &bollard::errors::Error) -> String {
     match e {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         bollard::errors::Error::DockerStreamError { error } => error.clone(),

@@ -126,6 +126,92 @@ impl ControlActivities {
         }
         Ok(build.status)
     }
+
+    /// Picks the runtime host for a session: the least loaded of the hosts seen in the last
+    /// 90 s. Retried while none is online.
+    #[activity(name = "session.pick_node")]
+    pub async fn pick_node(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        _session_id: String,
+    ) -> Result<String, ActivityError> {
+        let since = domain::store::now_ms() - 90_000;
+        let nodes = self.store.live_nodes(since).await.map_err(anyhow::Error::from)?;
+        nodes.first().map(|n| n.id.clone()).ok_or_else(|| {
+            anyhow::anyhow!("no runtime host is online (start `burstflare node`)").into()
+        })
+    }
+
+    /// Moves a session's `last_active_at` forward (never back).
+    #[activity(name = "session.touch")]
+    pub async fn touch_session(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: (String, i64),
+    ) -> Result<(), ActivityError> {
+        let id = domain::ids::SessionId::parse(&input.0).map_err(anyhow::Error::from)?;
+        self.store.touch_session_activity(&id, input.1).await.map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
+    /// Records one step of a session: its row, one session event (by sequence number), the
+    /// usage of a run that ended, and an audit event. The workflow is the only writer, and
+    /// the event's sequence number makes a retried record change nothing twice.
+    #[activity(name = "session.record")]
+    pub async fn record_session(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        r: SessionStep,
+    ) -> Result<(), ActivityError> {
+        let id = domain::ids::SessionId::parse(&r.session_id).map_err(anyhow::Error::from)?;
+        let before =
+            self.store.session_by_id(&id).await.map_err(anyhow::Error::from)?.ok_or_else(|| {
+                anyhow::anyhow!("session {} is not in the database", r.session_id)
+            })?;
+        let write = domain::store::SessionWrite {
+            state: &r.state,
+            at: r.at,
+            node_id: r.node.as_deref(),
+            generation: r.generation,
+            container_id: r.container_id.as_ref().map(|c| c.as_deref()),
+            error: r.error.as_ref().map(|e| e.as_deref()),
+        };
+        let after =
+            self.store.write_session_state(&id, &write).await.map_err(anyhow::Error::from)?;
+        let fresh = self
+            .store
+            .append_session_event(&id, r.seq, &r.kind, &r.detail, r.at)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if let Some(minutes) = r.runtime_minutes {
+            self.store
+                .record_usage(
+                    &after.workspace_id,
+                    Some(&after.owner),
+                    "runtime_minutes",
+                    minutes,
+                    r.at,
+                    &format!("{}:{}", after.workflow_id, r.seq),
+                )
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        if fresh && before.state != after.state {
+            let entry = domain::store::AuditEntry::new(format!("session.{}", after.state))
+                .workspace(&after.workspace_id)
+                .target("session", after.id.as_str())
+                .detail(serde_json::json!({
+                    "name": after.name,
+                    "from": before.state,
+                    "reason": r.kind,
+                    "node": after.node_id,
+                    "generation": after.generation,
+                    "error": after.error,
+                }));
+            self.store.append_audit(&entry).await.map_err(anyhow::Error::from)?;
+        }
+        Ok(())
+    }
 }
 
 /// Input of `build.transition`: move a build (and its version) to a new state.
@@ -137,4 +223,24 @@ pub struct BuildTransition {
     pub error: Option<String>,
     /// `(image_ref, digest)` when the build succeeded.
     pub image: Option<(String, String)>,
+}
+
+/// Input of `session.record`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStep {
+    pub session_id: String,
+    /// The session event's sequence number (per session, from the workflow).
+    pub seq: u64,
+    pub state: String,
+    /// Event kind, e.g. `state.running`, `op.stop`, `idle.sleep`.
+    pub kind: String,
+    pub detail: serde_json::Value,
+    /// Workflow time of the step (unix ms).
+    pub at: i64,
+    pub node: Option<String>,
+    pub generation: Option<u64>,
+    pub container_id: Option<Option<String>>,
+    pub error: Option<Option<String>>,
+    /// Minutes of a run that ended with this step.
+    pub runtime_minutes: Option<i64>,
 }

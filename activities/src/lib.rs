@@ -7,6 +7,7 @@
 pub mod build;
 pub mod control;
 pub mod node;
+pub mod runtime;
 
 pub use build::BuilderActivities;
 pub use control::ControlActivities;

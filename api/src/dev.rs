@@ -140,6 +140,8 @@ impl DevStack {
         config.storage.force_path_style = true;
         config.temporal.address = url::Url::parse(&format!("http://127.0.0.1:{temporal_port}"))?;
         config.registry.url = url::Url::parse(&format!("http://127.0.0.1:{registry_port}"))?;
+        config.node.data_dir = dir.join("sessions");
+        config.node.agent_path = locate_agent(&config.node.agent_path);
         tweak(&mut config);
         config.validate()?;
 
@@ -172,11 +174,13 @@ impl DevStack {
         if config.build.in_process {
             workers.start_builder(client.clone(), &config, docker.clone()).await?;
         }
-        workers.start_node(client.clone(), &config.node.id, docker).await?;
+        if config.node.in_process {
+            workers.start_node(client.clone(), &config, docker, store.clone()).await?;
+        }
         let check = temporal::run_self_check(
             &client,
             &config.temporal.task_queue,
-            Some(config.node.id.clone()),
+            config.node.in_process.then(|| config.node.id.clone()),
             Duration::from_secs(60),
         )
         .await
@@ -403,4 +407,15 @@ impl Drop for PidFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// The agent binary: a relative `node.agent_path` is looked up from the working directory and
+/// then from the checkout this binary was built in (tests run in a crate's directory).
+fn locate_agent(configured: &Path) -> PathBuf {
+    if configured.is_absolute() {
+        return configured.to_path_buf();
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(configured);
+    let here = std::env::current_dir().map(|d| d.join(configured)).unwrap_or_default();
+    if here.is_file() || !checkout.is_file() { here } else { checkout }
 }

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route(web::PASSKEYS_JS_PATH, get(|| script(web::PASSKEYS_JS)))
         .route(web::LIVE_JS_PATH, get(|| script(web::LIVE_JS)))
         .route(web::BUILD_LOG_JS_PATH, get(|| script(web::BUILD_LOG_JS)))
+        .route(web::SESSION_JS_PATH, get(|| script(web::SESSION_JS)))
         .route(web::FAVICON_PATH, get(favicon))
         .route(
             "/favicon.ico",

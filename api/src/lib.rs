@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pages;
 pub mod routes;
 pub mod s3;
+pub mod sessions;
 pub mod state;
 pub mod templates;
 pub mod temporal;

@@ -201,9 +201,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             docker.ping().await.with_context(|| {
                 format!("Docker is not reachable at {}", config.docker.socket.display())
             })?;
+            let store = open_migrated_store(&config).await?;
             let client = temporal::connect(&config.temporal).await?;
             let mut workers = Workers::new()?;
-            workers.start_node(client, &config.node.id, docker).await?;
+            workers.start_node(client, &config, docker, store).await?;
             run_until_signal(workers).await
         }
         Command::Builder => {

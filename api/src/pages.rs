@@ -4,7 +4,7 @@
 //! rendered directly.
 
 use axum::Extension;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -644,6 +644,31 @@ struct SessionsFilter {
     show_ended: bool,
 }
 
+/// What the caller may do to sessions in this workspace; which session and state decide the rest.
+fn session_rights(c: &WorkspaceCtx) -> web::pages::SessionRights {
+    web::pages::SessionRights {
+        use_sessions: policy::allows(c.role, Permission::UseSessions),
+        manage_any: policy::allows(c.role, Permission::ManageAnySession),
+    }
+}
+
+/// The templates new sessions can start from: not archived, with a built version; each with
+/// the version a session gets (the promoted one, else the newest built one).
+async fn startable_templates(
+    s: &AppState,
+    c: &WorkspaceCtx,
+) -> Result<Vec<web::pages::StartableTemplate>, AppError> {
+    let mut out = Vec::new();
+    for t in workspaces::templates(s, c).await?.into_iter().filter(|t| !t.archived) {
+        let d = crate::templates::detail(s, c, &t.name).await?;
+        let built = d.latest_built_version.map(|v| v.version);
+        if let Some(version) = d.active_version.or(built) {
+            out.push(web::pages::StartableTemplate { name: t.name, version });
+        }
+    }
+    Ok(out)
+}
+
 async fn sessions(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -655,14 +680,175 @@ async fn sessions(
         let v = Viewer::load(&s, Some(&p), &headers).await?;
         let list = workspaces::sessions(&s, &c, q.show_ended).await?;
         let ws = workspaces::summary(&c.workspace, c.role);
+        let rights = session_rights(&c);
+        let startable =
+            if rights.use_sessions { startable_templates(&s, &c).await? } else { Vec::new() };
+        // A fresh key per rendering: the same form submitted twice starts one session.
+        let key = uuid::Uuid::new_v4().to_string();
+        let new = web::pages::NewSession { templates: &startable, idempotency_key: &key };
         Ok::<_, AppError>(page(
             StatusCode::OK,
-            web::pages::sessions(&v.ctx(&s, Some(ws.slug.as_str())), &ws, &list, q.show_ended),
+            web::pages::sessions(
+                &v.ctx(&s, Some(ws.slug.as_str())),
+                &ws,
+                &list,
+                q.show_ended,
+                rights,
+                rights.use_sessions.then_some(&new),
+            ),
             v.flash.is_some(),
         ))
     }
     .await;
     result.unwrap_or_else(render_error)
+}
+
+fn sessions_url(c: &WorkspaceCtx) -> String {
+    format!("/w/{}/sessions", web::encode_path_segment(c.workspace.slug.as_str()))
+}
+
+fn session_url(c: &WorkspaceCtx, id: &str) -> String {
+    web::pages::session_path(c.workspace.slug.as_str(), id)
+}
+
+/// Where a session form goes back to: its `next` when that is a page of this workspace (a
+/// local path under `/w/{slug}/`, without dot segments), else the session's page.
+fn session_back(c: &WorkspaceCtx, id: &str, next: &str) -> String {
+    let prefix = format!("{}/", sessions_url(c));
+    let path = next.split(['?', '#']).next().unwrap_or_default();
+    let dotted = path.to_ascii_lowercase().contains("%2e")
+        || path.split('/').any(|seg| seg == "." || seg == "..");
+    match web::safe_return_to(next) {
+        Some(n) if !dotted && (n.starts_with(&prefix) || path == sessions_url(c)) => n.to_string(),
+        _ => session_url(c, id),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewSessionForm {
+    template: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    idempotency_key: String,
+}
+
+async fn session_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Form(f): Form<NewSessionForm>,
+) -> Response {
+    let name = f.name.trim();
+    let key = f.idempotency_key.trim();
+    let req = sdk::CreateSession {
+        template: f.template.trim().to_string(),
+        version: None,
+        name: (!name.is_empty()).then(|| name.to_string()),
+        idempotency_key: (!key.is_empty()).then(|| key.to_string()),
+    };
+    match crate::sessions::create(&s, &m, &p, &c, &req, false).await {
+        Ok(d) => done(
+            &session_url(&c, &d.id),
+            true,
+            &format!("Session {} created: it is starting.", d.name),
+        ),
+        // A template that is gone (or never was): say so on the list, not with a 404 page.
+        Err(AppError::NotFound) => done(
+            &sessions_url(&c),
+            false,
+            &format!("template: no template named {} in this workspace", req.template),
+        ),
+        Err(e) => failed(&sessions_url(&c), e),
+    }
+}
+
+async fn session_page(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let d = crate::sessions::get(&s, &p, &c, &id).await?;
+        // The newest events: read on from the start, keeping the last ones (a bounded number
+        // of reads; the script fetches anything newer).
+        let mut events: Vec<sdk::SessionEvent> = Vec::new();
+        let mut after = 0;
+        for _ in 0..40 {
+            let batch = crate::sessions::events(&s, &p, &c, &d.id, after).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            events.extend(batch);
+            let keep = web::pages::MAX_EVENTS_SHOWN;
+            if events.len() > keep {
+                events.drain(..events.len() - keep);
+            }
+        }
+        // What the workflow says: the page still shows the session when it cannot be asked.
+        let why = match crate::sessions::why(&s, &p, &c, &d.id).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::debug!(session = %d.id, "asking the session's workflow for its page: {e:?}");
+                None
+            }
+        };
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        let markup = web::pages::session_detail(
+            &v.ctx(&s, Some(ws.slug.as_str())),
+            &ws,
+            &d,
+            why.as_ref(),
+            &events,
+            session_rights(&c),
+        );
+        Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
+#[derive(Deserialize)]
+struct SessionOpForm {
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /w/{ws}/sessions/{id}/{start|stop|sleep|restart|delete}`: the operation is the last
+/// segment of the route. The service checks the session is the caller's, or that they may
+/// manage anyone's; the workflow refuses an operation its state does not allow.
+async fn session_op(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    route: MatchedPath,
+    Path((_, id)): Path<(String, String)>,
+    Form(f): Form<SessionOpForm>,
+) -> Response {
+    let op = route.as_str().rsplit('/').next().unwrap_or_default();
+    let back = session_back(&c, &id, &f.next);
+    let result = if op == "delete" {
+        crate::sessions::delete(&s, &m, &p, &c, &id, false).await
+    } else {
+        crate::sessions::op(&s, &m, &p, &c, &id, op, false).await
+    };
+    match result {
+        Ok(d) => {
+            let message = match op {
+                "start" => format!("Starting {}.", d.name),
+                "stop" => format!("Stopping {}.", d.name),
+                "sleep" => format!("Putting {} to sleep.", d.name),
+                "restart" => format!("Restarting {}.", d.name),
+                _ => format!("Deleting {}.", d.name),
+            };
+            done(&back, true, &message)
+        }
+        Err(e) => failed(&back, e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -995,7 +1181,6 @@ pub fn routes() -> Vec<RouteDef> {
     use Permission as P;
     vec![
         RouteDef::new(M::GET, "/", Public, get(home)),
-        // The build page's script; the other assets are served outside the route table.
         RouteDef::new(M::GET, "/signup", Public, get(signup_page)),
         RouteDef::new(M::POST, "/signup", Public, post(needs_js)),
         RouteDef::new(M::GET, "/signin", Public, get(signin_page)),
@@ -1022,6 +1207,43 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::POST, "/workspaces", User, post(workspace_create)),
         RouteDef::new(M::GET, "/w/{ws}", Workspace(P::ViewWorkspace), get(dashboard)),
         RouteDef::new(M::GET, "/w/{ws}/sessions", Workspace(P::ViewWorkspace), get(sessions)),
+        RouteDef::new(M::POST, "/w/{ws}/sessions", Workspace(P::UseSessions), post(session_create)),
+        RouteDef::new(
+            M::GET,
+            "/w/{ws}/sessions/{id}",
+            Workspace(P::ViewWorkspace),
+            get(session_page),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/start",
+            Workspace(P::UseSessions),
+            post(session_op),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/stop",
+            Workspace(P::UseSessions),
+            post(session_op),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/sleep",
+            Workspace(P::UseSessions),
+            post(session_op),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/restart",
+            Workspace(P::UseSessions),
+            post(session_op),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/delete",
+            Workspace(P::UseSessions),
+            post(session_op),
+        ),
         RouteDef::new(M::GET, "/w/{ws}/templates", Workspace(P::ViewWorkspace), get(templates)),
         RouteDef::new(
             M::POST,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::auth::{Principal, RequestMeta};
 use crate::routes::{Access, RouteDef, WorkspaceCtx};
-use crate::{AppError, AppState, identity, templates, workspaces};
+use crate::{AppError, AppState, identity, sessions, templates, workspaces};
 
 type ApiResult<T> = Result<Json<T>, AppError>;
 
@@ -538,6 +538,94 @@ async fn build_cancel(
     Ok((StatusCode::ACCEPTED, Json(templates::cancel(&s, &m, &p, &c, &id).await?)))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    /// `running` (create) or `true` (operations): answer once the session got there.
+    #[serde(default)]
+    pub wait: Option<String>,
+}
+
+impl WaitQuery {
+    fn wait(&self) -> bool {
+        matches!(self.wait.as_deref(), Some("running" | "true" | "1"))
+    }
+}
+
+async fn session_create(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+    Body(mut b): Body<sdk::CreateSession>,
+) -> Result<(StatusCode, Json<sdk::SessionDetail>), AppError> {
+    if b.idempotency_key.is_none() {
+        b.idempotency_key =
+            headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    }
+    Ok((StatusCode::CREATED, Json(sessions::create(&s, &m, &p, &c, &b, q.wait()).await?)))
+}
+
+async fn session_get(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<sdk::SessionDetail> {
+    Ok(Json(sessions::get(&s, &p, &c, &id).await?))
+}
+
+async fn session_op(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id, op)): Path<(String, String, String)>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<sdk::SessionDetail> {
+    if !sdk::SESSION_OPS.contains(&op.as_str()) {
+        return Err(AppError::NotFound);
+    }
+    Ok(Json(sessions::op(&s, &m, &p, &c, &id, &op, q.wait()).await?))
+}
+
+async fn session_delete(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<sdk::SessionDetail> {
+    Ok(Json(sessions::delete(&s, &m, &p, &c, &id, q.wait()).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AfterQuery {
+    #[serde(default)]
+    pub after: u64,
+}
+
+async fn session_events(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<AfterQuery>,
+) -> ApiResult<Vec<sdk::SessionEvent>> {
+    Ok(Json(sessions::events(&s, &p, &c, &id, q.after).await?))
+}
+
+async fn session_why(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<sdk::SessionWhy> {
+    Ok(Json(sessions::why(&s, &p, &c, &id).await?))
+}
+
 /// Every `/api/v1` route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -596,6 +684,42 @@ pub fn routes() -> Vec<RouteDef> {
             "/api/v1/workspaces/{ws}/sessions",
             Workspace(P::ViewWorkspace),
             get(ws_sessions),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/sessions",
+            Workspace(P::UseSessions),
+            post(session_create),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/sessions/{id}",
+            Workspace(P::ViewWorkspace),
+            get(session_get),
+        ),
+        RouteDef::new(
+            M::DELETE,
+            "/api/v1/workspaces/{ws}/sessions/{id}",
+            Workspace(P::UseSessions),
+            delete(session_delete),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/sessions/{id}/events",
+            Workspace(P::ViewWorkspace),
+            get(session_events),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/sessions/{id}/why",
+            Workspace(P::ViewWorkspace),
+            get(session_why),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/sessions/{id}/{op}",
+            Workspace(P::UseSessions),
+            post(session_op),
         ),
         RouteDef::new(
             M::GET,

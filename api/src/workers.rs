@@ -9,7 +9,10 @@ use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::sync::oneshot;
 
+use std::sync::Arc;
+
 use activities::build::BuilderSettings;
+use activities::runtime::{DockerRuntime, DockerRuntimeSettings, RuntimeProvider};
 use activities::{BuilderActivities, ControlActivities, NodeActivities};
 use domain::Store;
 
@@ -25,6 +28,8 @@ struct Running {
 #[derive(Default)]
 pub struct Workers {
     running: Vec<Running>,
+    /// Background loops (node heartbeats) that end with the workers.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -45,16 +50,40 @@ impl Workers {
         .await
     }
 
+    /// A runtime host's worker (task queue `node-<id>`), plus a heartbeat that keeps the
+    /// host in the `nodes` table so new sessions can be placed on it.
     pub async fn start_node(
         &mut self,
         client: Client,
-        node_id: &str,
+        config: &domain::Config,
         docker: bollard::Docker,
+        store: Store,
     ) -> anyhow::Result<()> {
-        let id = node_id.to_string();
-        let name = format!("node worker on {}", activities::node_task_queue(node_id));
+        let id = config.node.id.clone();
+        let name = format!("node worker on {}", activities::node_task_queue(&id));
+        let settings = DockerRuntimeSettings {
+            agent_path: config.node.agent_path.clone(),
+            data_dir: config.node.data_dir.clone(),
+        };
+        let version = docker.version().await.ok().and_then(|v| v.version).unwrap_or_default();
+        store.heartbeat_node(&id, &version, None).await?;
+        let beat_id = id.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.heartbeat_node(&beat_id, &version, None).await {
+                    tracing::warn!("node heartbeat: {e}");
+                }
+            }
+        }));
+        let runtime: Arc<dyn RuntimeProvider> =
+            Arc::new(DockerRuntime::new(docker.clone(), settings));
         self.start(name, client, move || {
-            Ok(workflows::node_worker_options(&id, NodeActivities::new(id.clone(), docker)))
+            Ok(workflows::node_worker_options(
+                &id,
+                NodeActivities::new(id.clone(), docker, runtime),
+            ))
         })
         .await
     }
@@ -124,6 +153,9 @@ impl Workers {
     }
 
     pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
         for r in &self.running {
             (r.stop)();
         }

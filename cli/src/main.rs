@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
+use crate::commands::session::Op;
 use crate::commands::{auth, config, template, workspace};
 use crate::fail::{Exit, Failure};
 use crate::output::Output;
@@ -93,6 +94,9 @@ enum Command {
     /// Create templates, upload their bundles and follow their builds
     #[command(subcommand, long_about = TEMPLATE_LONG_ABOUT)]
     Template(TemplateCommand),
+    /// Create dev sessions from templates; start, stop, sleep, restart and delete them
+    #[command(subcommand, long_about = SESSION_LONG_ABOUT)]
+    Session(SessionCommand),
     /// Read and change the settings of a profile
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -269,6 +273,129 @@ then prints its result and exits 0 when it succeeded, 1 when it failed or was ca
     },
 }
 
+const SESSION_LONG_ABOUT: &str = "\
+Create dev sessions from templates; start, stop, sleep, restart and delete them.
+
+A session is one container started from a template version. Commands that change a session wait
+until it gets where they take it (--no-wait returns at once) and exit 1 when it fails instead.
+Every command takes the session's name or its ID.
+
+  flare session create --template go --name my-go
+  flare session list
+  flare session stop my-go
+  flare session why my-go";
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Create a session from a template and wait until it is running
+    #[command(long_about = "\
+Create a session from a template version and wait until it is running (the server waits up to
+about 2 minutes), then print it. Exits 1 when the session failed (its error is printed; `flare
+session why NAME` says more) or is not running yet when the wait ends (it keeps starting on the
+server). With --no-wait, prints the new session at once (state provisioning).
+
+Each invocation sends a new idempotency key, so a request that is retried (after a broken
+connection, say) never makes two sessions.
+
+  flare session create --template go
+  flare session create --template go --version 3 --name my-go
+  flare session create -t go --no-wait --output json")]
+    Create {
+        /// The template, as `flare template list` shows it
+        #[arg(short, long, value_name = "NAME")]
+        template: String,
+        /// The template's version, e.g. 3 [default: its active version, else its newest built one]
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// The session's name, unique in the workspace [default: TEMPLATE-xxxx]
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Do not wait until it is running; print it as soon as the server has accepted it
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List the workspace's sessions (with --all also stopped and failed ones)
+    #[command(long_about = "\
+List the workspace's active sessions: name, state, template, owner, age and last update.
+With --all, also the stopped and failed ones.
+
+  flare session list
+  flare session list --all --output json")]
+    List {
+        /// Also list stopped and failed sessions
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a session: state, template version, owner, node and times
+    Show {
+        /// The session's name or ID
+        id: String,
+    },
+    /// Start a stopped or sleeping session and wait until it is running
+    Start(SessionOpArgs),
+    /// Stop a session and wait until it is stopped
+    Stop(SessionOpArgs),
+    /// Put a running session to sleep and wait until it sleeps
+    Sleep(SessionOpArgs),
+    /// Restart a session and wait until it is running again
+    Restart(SessionOpArgs),
+    /// Delete a session: stop it, remove its container and free its name (asks first)
+    #[command(long_about = "\
+Delete a session: it is stopped, its container removed and its name freed. Waits until it is
+deleted unless --no-wait is given.
+
+Asks for confirmation when stdin is a terminal; otherwise (scripts, CI) --yes is required and
+without it nothing is deleted (exit 2).
+
+  flare session delete my-go
+  flare session delete my-go --yes --no-wait")]
+    Delete {
+        /// The session's name or ID
+        id: String,
+        /// Return as soon as the server has accepted the deletion
+        #[arg(long)]
+        no_wait: bool,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Print a session's history; with -f follow it until the session is deleted
+    #[command(long_about = "\
+Print a session's history, oldest first, one event a line: `SEQ  TIME  KIND  DETAIL` (times in
+UTC). With --follow, keeps printing new events (polling every 2 seconds) until the session is
+deleted or Ctrl-C. With --output json, prints one array of every event read, at the end.
+
+  flare session events my-go
+  flare session events my-go -f")]
+    Events {
+        /// The session's name or ID
+        id: String,
+        /// Follow new events until the session is deleted (or Ctrl-C)
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Explain what a session is doing: its step, deadlines, pending operations and last error
+    #[command(long_about = "\
+Explain what a session's workflow is doing: its state, the step in progress and its attempts,
+when it goes to sleep if idle and when it is stopped whatever happens (relative and in UTC), the
+operations accepted and not yet applied, its node, its container generation and its last error.
+
+  flare session why my-go")]
+    Why {
+        /// The session's name or ID
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct SessionOpArgs {
+    /// The session's name or ID
+    id: String,
+    /// Return as soon as the server has accepted the operation
+    #[arg(long)]
+    no_wait: bool,
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print a setting of the profile (nothing when it is not set)
@@ -340,6 +467,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let ctx = Ctx::new(cli.output, cli.profile, cli.server, cli.workspace)?;
     match cli.command {
         Command::Template(cmd) => return run_template(&ctx, cmd).await,
+        Command::Session(cmd) => return run_session(&ctx, cmd).await,
         Command::Version => version(&ctx).await?,
         Command::Health => return health(&ctx).await,
         Command::Auth(AuthCommand::Login { no_browser, token }) => {
@@ -391,6 +519,28 @@ async fn run_template(ctx: &Ctx, cmd: TemplateCommand) -> anyhow::Result<Exit> {
         TemplateCommand::Archive { name } => template::archive(ctx, &name).await?,
     }
     Ok(Exit::Ok)
+}
+
+async fn run_session(ctx: &Ctx, cmd: SessionCommand) -> anyhow::Result<Exit> {
+    use commands::session;
+    match cmd {
+        SessionCommand::Create { template, version, name, no_wait } => {
+            session::create(ctx, &template, version.as_deref(), name.as_deref(), !no_wait).await
+        }
+        SessionCommand::List { all } => session::list(ctx, all).await.map(|()| Exit::Ok),
+        SessionCommand::Show { id } => session::show(ctx, &id).await.map(|()| Exit::Ok),
+        SessionCommand::Start(a) => session::op(ctx, Op::Start, &a.id, !a.no_wait).await,
+        SessionCommand::Stop(a) => session::op(ctx, Op::Stop, &a.id, !a.no_wait).await,
+        SessionCommand::Sleep(a) => session::op(ctx, Op::Sleep, &a.id, !a.no_wait).await,
+        SessionCommand::Restart(a) => session::op(ctx, Op::Restart, &a.id, !a.no_wait).await,
+        SessionCommand::Delete { id, no_wait, yes } => {
+            session::delete(ctx, &id, !no_wait, yes).await
+        }
+        SessionCommand::Events { id, follow } => {
+            session::events(ctx, &id, follow).await.map(|()| Exit::Ok)
+        }
+        SessionCommand::Why { id } => session::why(ctx, &id).await.map(|()| Exit::Ok),
+    }
 }
 
 async fn version(ctx: &Ctx) -> anyhow::Result<()> {

@@ -117,6 +117,7 @@ fn flare_help_lists_the_commands() {
         "auth",
         "workspace",
         "template",
+        "session",
         "config",
         "completion",
         "--output",
@@ -198,6 +199,15 @@ fn flare_template_help_matches_the_golden_files() {
     assert_golden(&["template", "--help"], "template.txt");
     assert_golden(&["template", "upload", "--help"], "template-upload.txt");
     assert_golden(&["template", "logs", "--help"], "template-logs.txt");
+}
+
+#[test]
+fn flare_session_help_matches_the_golden_files() {
+    assert_golden(&["session", "--help"], "session.txt");
+    assert_golden(&["session", "create", "--help"], "session-create.txt");
+    assert_golden(&["session", "delete", "--help"], "session-delete.txt");
+    assert_golden(&["session", "events", "--help"], "session-events.txt");
+    assert_golden(&["session", "why", "--help"], "session-why.txt");
 }
 
 #[test]
@@ -462,4 +472,62 @@ fn template_logs_takes_a_version_or_a_build_not_both() {
     let out = Flare::new().run(&["template", "logs", "go", "3", "--build", "b1", "-w", "acme"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
+}
+
+/// `flare session ARGS` as a signed-in user of a server that is down: exit 5 would mean it
+/// tried to reach the server.
+fn session(flare: &Flare, args: &[&str]) -> Output {
+    let server = closed_port_url();
+    let mut all = vec!["session"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-w", "acme"]);
+    flare.cmd(&all).env("FLARE_SERVER", &server).env("FLARE_TOKEN", "bf_x").output().unwrap()
+}
+
+#[test]
+fn session_delete_without_a_terminal_needs_yes_and_asks_nothing_of_the_server() {
+    let flare = Flare::new();
+    let out = session(&flare, &["delete", "go-abcd"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("without confirmation"), "{err}");
+    assert!(err.contains("hint: run `flare session delete go-abcd --yes`"), "{err}");
+
+    let out = session(&flare, &["delete", "go-abcd", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_usage");
+
+    // With --yes the request is made (and the server is down).
+    let out = session(&flare, &["delete", "go-abcd", "--yes"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+}
+
+#[test]
+fn session_commands_report_an_unreachable_server_as_one_json_error() {
+    let flare = Flare::new();
+    for args in [
+        &["create", "--template", "go"][..],
+        &["create", "--template", "go", "--no-wait"],
+        &["list", "--all"],
+        &["show", "go-abcd"],
+        &["stop", "go-abcd"],
+        &["sleep", "go-abcd", "--no-wait"],
+        &["events", "go-abcd"],
+        &["why", "go-abcd"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["--output", "json"]);
+        let out = session(&flare, &args);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["code"], "unreachable", "{args:?}");
+    }
+}
+
+#[test]
+fn session_create_needs_a_template() {
+    let out = Flare::new().run(&["session", "create", "--name", "x", "-w", "acme"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--template <NAME>"), "{}", stderr(&out));
 }

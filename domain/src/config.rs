@@ -113,6 +113,14 @@ pub struct NodeConfig {
     /// Id of this runtime host; `burstflare node` polls the task queue `node-<id>`.
     /// Example: `id = "host-a"`.
     pub id: String,
+    /// The static session agent binary, mounted read-only into every session container.
+    /// Example: `agent_path = "/usr/lib/burstflare/burstflare-agent"`.
+    pub agent_path: PathBuf,
+    /// Whether `burstflare dev` runs this node's worker in-process. Example: `in_process = true`.
+    pub in_process: bool,
+    /// Where session data directories live on this host (one per session).
+    /// Example: `data_dir = "/var/lib/burstflare/sessions"`.
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -289,7 +297,15 @@ impl Default for DockerConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { id: "local".into() }
+        Self {
+            id: "local".into(),
+            // Where `make agent` (scripts/build-agent.sh) puts it, relative to the checkout.
+            agent_path: PathBuf::from(
+                "target/agent/x86_64-unknown-linux-gnu/release/burstflare-agent",
+            ),
+            data_dir: PathBuf::from("/var/lib/burstflare/sessions"),
+            in_process: true,
+        }
     }
 }
 

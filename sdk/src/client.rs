@@ -19,6 +19,7 @@ use crate::{
     BuildLog, ConfirmedVersion, CreateTemplate, CreateVersion, TemplateBuild, TemplateDetail,
     TemplateSummary, TemplateVersion, UploadTicket,
 };
+use crate::{CreateSession, SessionDetail, SessionEvent, SessionSummary, SessionWhy};
 
 /// The `body` argument of [`Client::request`] for requests without one.
 pub const NO_BODY: Option<&()> = None;
@@ -349,6 +350,75 @@ impl Client {
         self.request(Method::GET, &template_path(ws, name, "/builds"), NO_BODY).await
     }
 
+    /// `GET /api/v1/workspaces/{ws}/sessions` (`ended`: also stopped and failed ones).
+    pub async fn sessions(
+        &self,
+        ws: &str,
+        ended: bool,
+    ) -> Result<Vec<SessionSummary>, ClientError> {
+        let rest = if ended { "/sessions?ended=true" } else { "/sessions" };
+        self.request(Method::GET, &workspace_path(ws, rest), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/sessions[?wait=running]`: answers at once with the new
+    /// session (state `provisioning`), or once it is running (or failed) with `wait`.
+    pub async fn create_session(
+        &self,
+        ws: &str,
+        body: &CreateSession,
+        wait: bool,
+    ) -> Result<SessionDetail, ClientError> {
+        let rest = if wait { "/sessions?wait=running" } else { "/sessions" };
+        self.request(Method::POST, &workspace_path(ws, rest), Some(body)).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}` (id or name).
+    pub async fn session(&self, ws: &str, id: &str) -> Result<SessionDetail, ClientError> {
+        self.request(Method::GET, &session_path(ws, id, ""), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/sessions/{id}/{op}` with `op` one of [`crate::SESSION_OPS`]:
+    /// the workflow accepted the operation (or refused it: 409 with the reason). `wait` waits
+    /// for the operation's end state.
+    pub async fn session_op(
+        &self,
+        ws: &str,
+        id: &str,
+        op: &str,
+        wait: bool,
+    ) -> Result<SessionDetail, ClientError> {
+        let rest = format!("/{}{}", encode_segment(op), if wait { "?wait=true" } else { "" });
+        self.request(Method::POST, &session_path(ws, id, &rest), NO_BODY).await
+    }
+
+    /// `DELETE /api/v1/workspaces/{ws}/sessions/{id}`: stops and removes the container and
+    /// frees the name. `wait` waits until it is deleted.
+    pub async fn delete_session(
+        &self,
+        ws: &str,
+        id: &str,
+        wait: bool,
+    ) -> Result<SessionDetail, ClientError> {
+        let rest = if wait { "?wait=true" } else { "" };
+        self.request(Method::DELETE, &session_path(ws, id, rest), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}/events?after=SEQ`
+    pub async fn session_events(
+        &self,
+        ws: &str,
+        id: &str,
+        after: u64,
+    ) -> Result<Vec<SessionEvent>, ClientError> {
+        self.request(Method::GET, &session_path(ws, id, &format!("/events?after={after}")), NO_BODY)
+            .await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}/why`
+    pub async fn session_why(&self, ws: &str, id: &str) -> Result<SessionWhy, ClientError> {
+        self.request(Method::GET, &session_path(ws, id, "/why"), NO_BODY).await
+    }
+
     /// `GET /api/v1/workspaces/{ws}/builds/{id}`
     pub async fn build(&self, ws: &str, id: &str) -> Result<TemplateBuild, ClientError> {
         self.request(Method::GET, &build_path(ws, id, ""), NO_BODY).await
@@ -378,6 +448,11 @@ pub fn workspace_path(ws: &str, rest: &str) -> String {
 /// `/api/v1/workspaces/{ws}/templates/{name}{rest}`
 pub fn template_path(ws: &str, name: &str, rest: &str) -> String {
     workspace_path(ws, &format!("/templates/{}{rest}", encode_segment(name)))
+}
+
+/// `/api/v1/workspaces/{ws}/sessions/{id}{rest}`
+pub fn session_path(ws: &str, id: &str, rest: &str) -> String {
+    workspace_path(ws, &format!("/sessions/{}{rest}", encode_segment(id)))
 }
 
 /// `/api/v1/workspaces/{ws}/builds/{id}{rest}`

@@ -4,8 +4,17 @@
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle states of a session, as stored and shown.
-pub const SESSION_STATES: [&str; 7] =
-    ["provisioning", "starting", "running", "sleeping", "stopped", "deleted", "failed"];
+pub const SESSION_STATES: [&str; 9] = [
+    "provisioning",
+    "starting",
+    "running",
+    "sleeping",
+    "stopping",
+    "stopped",
+    "deleting",
+    "deleted",
+    "failed",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {

@@ -4,7 +4,8 @@
 // badge with `data-state`. Every 5 s while the tab is visible, the script fetches the
 // element's `data-live` URL (a JSON array of SessionSummary), drops the states named in
 // `data-live-hide`, rewrites each row's badge (text, `data-state`, class) and, when sessions
-// came or went, reloads the page. While a refresh is in flight the region has the class
+// came or went, reloads the page. A row's control forms (`form[data-states]`) show only while
+// its session is in one of the states they list. While a refresh is in flight the region has the class
 // `is-updating`; when one fails it keeps its content and gets `is-stale` until one succeeds.
 // It also closes the account menu (`details.menu`) on Escape or a click outside it.
 // The pages work without this script: it only refreshes what they show.
@@ -14,7 +15,9 @@
   const EVERY_MS = 5000;
   // Shorter refreshes show no indicator: a flash every 5 s would only distract.
   const INDICATOR_AFTER_MS = 250;
-  const STATES = ["provisioning", "starting", "running", "sleeping", "stopped", "deleted", "failed"];
+  const STATES = [
+    "provisioning", "starting", "running", "sleeping", "stopping", "stopped", "deleting", "deleted", "failed",
+  ];
   const RELOADED_FOR = "bf-live-reloaded-for:";
 
   const badgeClass = (state) => "badge state state-" + (STATES.includes(state) ? state : "unknown");
@@ -41,6 +44,10 @@
     badge.dataset.state = state;
     badge.className = badgeClass(state);
     badge.textContent = state;
+    // The row's controls: each form lists the states it applies to.
+    for (const form of row.querySelectorAll("form[data-states]")) {
+      form.hidden = !form.dataset.states.split(/\s+/).includes(state);
+    }
   };
 
   // Resolves to true when the page is about to reload.

@@ -247,17 +247,131 @@ pub(crate) fn live_status() -> Markup {
     }
 }
 
-/// The columns a session table shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SessionColumns {
-    /// Name, template, owner, state, last active (the dashboard).
-    Compact,
-    /// Also when it was created (the sessions page).
-    Full,
+/// What the viewer may do to sessions, from the workspace policy: the api crate fills it in
+/// (`UseSessions`, `ManageAnySession`); the pages decide per session which buttons to show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionRights {
+    /// Create sessions and control one's own (members and up).
+    pub use_sessions: bool,
+    /// Stop and delete other people's sessions too (owners and admins).
+    pub manage_any: bool,
 }
 
-/// A table of sessions of workspace `ws_slug` (each template name links to its page),
-/// refreshed by `live.js` from `live_url`: every row has
+/// The session controls, in the order the pages show them: the [`sdk::SESSION_OPS`] and
+/// `delete`.
+pub const SESSION_CONTROLS: [&str; 5] = ["start", "stop", "sleep", "restart", "delete"];
+
+/// The states in which control `op` is offered: Start for a sleeping or stopped session; Stop,
+/// Sleep and Restart for a running one; Delete unless it is being deleted or gone.
+pub fn control_states(op: &str) -> &'static [&'static str] {
+    match op {
+        "start" => &["sleeping", "stopped"],
+        "stop" | "sleep" | "restart" => &["running"],
+        "delete" => {
+            &["provisioning", "starting", "running", "sleeping", "stopping", "stopped", "failed"]
+        }
+        _ => &[],
+    }
+}
+
+/// The controls the viewer may ever use on a session, whatever its state: all of them on
+/// their own sessions (with `UseSessions`), Stop and Delete on other people's (with
+/// `ManageAnySession` too), none otherwise.
+pub fn controls_for_owner(rights: SessionRights, mine: bool) -> &'static [&'static str] {
+    match (rights.use_sessions, mine, rights.manage_any) {
+        (false, _, _) => &[],
+        (true, true, _) => &SESSION_CONTROLS,
+        (true, false, true) => &["stop", "delete"],
+        (true, false, false) => &[],
+    }
+}
+
+/// The controls shown for a session in `state` owned by someone (`mine`: the viewer).
+pub fn session_controls(state: &str, rights: SessionRights, mine: bool) -> Vec<&'static str> {
+    controls_for_owner(rights, mine)
+        .iter()
+        .copied()
+        .filter(|op| control_states(op).contains(&state))
+        .collect()
+}
+
+/// `/w/{slug}/sessions/{id}`, percent-encoded.
+pub fn session_path(ws_slug: &str, id: &str) -> String {
+    format!("/w/{}/sessions/{}", encode_path_segment(ws_slug), encode_path_segment(id))
+}
+
+fn control_label(op: &str) -> &'static str {
+    match op {
+        "start" => "Start",
+        "stop" => "Stop",
+        "sleep" => "Sleep",
+        "restart" => "Restart",
+        _ => "Delete",
+    }
+}
+
+/// The control forms of one session: a small POST form per control the viewer may ever use
+/// (`…/sessions/{id}/{op}`, with the CSRF token and `next`, the page to come back to). Those
+/// that do not apply to its current `state` are rendered `hidden`; each form's `data-states`
+/// lists the states it applies to, so the scripts show and hide them as the state changes.
+/// `large` makes page-sized buttons (the session page) instead of small ones (a table row).
+pub(crate) fn session_control_forms(
+    ctx: &PageContext,
+    ws_slug: &str,
+    s: (&str, &str, &str),
+    owner_id: &str,
+    rights: SessionRights,
+    next: &str,
+    large: bool,
+) -> Markup {
+    let (id, name, state) = s;
+    let mine = ctx.user.is_some_and(|u| u.id == owner_id);
+    let base = session_path(ws_slug, id);
+    html! {
+        @for op in controls_for_owner(rights, mine) {
+            @let states = control_states(op);
+            @let class = match (*op, large) {
+                ("delete", true) => "button danger",
+                ("delete", false) => "button small danger",
+                ("start", true) => "button primary",
+                (_, true) => "button secondary",
+                (_, false) => "button small secondary",
+            };
+            form method="post" action={ (base) "/" (op) } class="inline-form"
+                data-session-op=(op) data-states=(states.join(" ")) hidden[!states.contains(&state)]
+                data-confirm=[(*op == "delete").then(|| format!(
+                    "Delete the session {name}? Its container and everything not in a persisted path are removed."
+                ))] {
+                (csrf_field(ctx))
+                input type="hidden" name="next" value=(next);
+                button class=(class) type="submit" {
+                    (control_label(op)) span.visually-hidden { " " (name) }
+                }
+            }
+        }
+    }
+}
+
+/// Where a session table's rows send their control forms back to, and what the viewer may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowControls<'a> {
+    pub rights: SessionRights,
+    /// The page the forms come back to (`next`).
+    pub next: &'a str,
+}
+
+/// The columns a session table shows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionColumns<'a> {
+    /// Name, template, owner, state, last active (the dashboard).
+    Compact,
+    /// Also when it was created (the sessions page), and the controls of each row for a
+    /// viewer who may use sessions (an "Actions" column).
+    Full(RowControls<'a>),
+}
+
+/// A table of sessions of workspace `ws_slug` (each name links to the session's page, each
+/// template name to its page), refreshed by `live.js` from `live_url`: every row has
 /// `data-session-id`, every state badge `data-state`; `hide` lists the states the page left
 /// out, so the script can tell a session that ended from one that appeared. The table scrolls
 /// horizontally inside its wrapper on narrow screens.
@@ -271,6 +385,12 @@ pub(crate) fn session_table(
     columns: SessionColumns,
 ) -> Markup {
     let me = ctx.user.map(|u| u.id.as_str());
+    let full = matches!(columns, SessionColumns::Full(_));
+    // A column for the buttons only when the viewer may have some.
+    let controls = match columns {
+        SessionColumns::Full(c) if c.rights.use_sessions => Some(c),
+        _ => None,
+    };
     html! {
         div.table-scroll role="region" aria-label=(caption) tabindex="0" {
             table.table.sessions data-live=(live_url) data-live-hide=(hide) {
@@ -283,13 +403,14 @@ pub(crate) fn session_table(
                     th scope="col" { "Template" }
                     th scope="col" { "Owner" }
                     th scope="col" { "State" }
-                    @if columns == SessionColumns::Full { th scope="col" { "Created" } }
+                    @if full { th scope="col" { "Created" } }
                     th scope="col" { "Last active" }
+                    @if controls.is_some() { th scope="col" { "Actions" } }
                 } }
                 tbody {
                     @for s in sessions {
                         tr data-session-id=(s.id) {
-                            th scope="row" { (s.name) }
+                            th scope="row" { a href=(session_path(ws_slug, &s.id)) { (s.name) } }
                             td {
                                 a href={ "/w/" (encode_path_segment(ws_slug)) "/templates/" (encode_path_segment(&s.template)) } {
                                     (s.template)
@@ -300,8 +421,23 @@ pub(crate) fn session_table(
                                 @if Some(s.owner.id.as_str()) == me { " " span.muted { "(you)" } }
                             }
                             td { (state_badge(&s.state)) }
-                            @if columns == SessionColumns::Full { td { (time(s.created_at)) } }
+                            @if full { td { (time(s.created_at)) } }
                             td { (time_or(s.last_active_at, "never")) }
+                            @if let Some(c) = controls {
+                                td {
+                                    div.row-actions.session-actions {
+                                        (session_control_forms(
+                                            ctx,
+                                            ws_slug,
+                                            (&s.id, &s.name, &s.state),
+                                            &s.owner.id,
+                                            c.rights,
+                                            c.next,
+                                            false,
+                                        ))
+                                    }
+                                }
+                            }
                         }
                     }
                 }

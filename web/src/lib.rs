@@ -39,6 +39,14 @@ pub const BUILD_LOG_JS: &str = include_str!("../assets/build-log.js");
 /// Path of the build log script; versioned like the stylesheet.
 pub const BUILD_LOG_JS_PATH: &str = concat!("/assets/build-log-", env!("CARGO_PKG_VERSION"), ".js");
 
+/// The session page script (plain ES2020), embedded and served at [`SESSION_JS_PATH`].
+/// Loaded only by a session's page until the session is deleted: every 2 s it appends the
+/// session's new events and keeps the state badge, the error, the times and the controls in
+/// step with the session's JSON. The page works without it (a Reload link shows more).
+pub const SESSION_JS: &str = include_str!("../assets/session.js");
+/// Path of the session page script; versioned like the stylesheet.
+pub const SESSION_JS_PATH: &str = concat!("/assets/session-", env!("CARGO_PKG_VERSION"), ".js");
+
 /// The site icon (the logo's bolt), so browsers do not ask for a missing `/favicon.ico`.
 pub const FAVICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path fill="#f06a1d" d="M13 2 4 14h6l-1 8 9-12h-6z"/></svg>"##;
 pub const FAVICON_PATH: &str = "/assets/favicon.svg";

@@ -15,6 +15,7 @@ mod settings;
 mod templates;
 mod workspaces;
 
+pub use crate::components::{SessionRights, session_controls, session_path};
 pub use account::{ShownOnce, account};
 pub use audit::audit;
 pub use auth::{recover, signin, signup};
@@ -24,7 +25,7 @@ pub use device::{DeviceView, device};
 pub use home::{error_page, error_page_with, home, home_with};
 pub use invite::invite;
 pub use members::members;
-pub use sessions::sessions;
+pub use sessions::{MAX_EVENTS_SHOWN, NewSession, StartableTemplate, session_detail, sessions};
 pub use settings::settings;
 pub use templates::{NewTemplate, build_path, template_detail, template_path, templates};
 pub use workspaces::new_workspace;

@@ -9,9 +9,11 @@ use temporalio_sdk::WorkerOptions;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
 pub mod self_check;
+pub mod session;
 pub mod template_build;
 
 pub use self_check::{SelfCheck, SelfCheckInput, SelfCheckOutput};
+pub use session::{Session, SessionInput, SessionSpec};
 pub use template_build::{TemplateBuild, TemplateBuildInput, TemplateBuildOutput};
 
 /// Worker options for the control-plane worker: every control-plane workflow and activity.
@@ -23,6 +25,8 @@ pub fn control_worker_options(
         .register_workflow::<SelfCheck>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_workflow::<TemplateBuild>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<Session>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_activities(activities)
         .build())
@@ -48,6 +52,8 @@ pub fn replayer() -> Result<WorkflowReplayer, RegistrationError> {
         .register_workflow::<SelfCheck>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_workflow::<TemplateBuild>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<Session>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .build();
     WorkflowReplayer::new(opts).map_err(|e| RegistrationError(e.to_string()))

@@ -743,6 +743,45 @@ async fn a_signed_in_person_reaches_every_page_of_the_shell_switches_workspace_a
     let _: bool =
         grace.wait_for("the badge to turn running", &format!("({badge}) === 'running'")).await;
 
+    // The session's own page, from its row: clean, and following the session without a reload
+    // (its badge, its controls, its events).
+    let session_page = format!("/w/lab/sessions/{id}");
+    assert_eq!(
+        grace.click_to_next_page(&format!("main a[href='{session_page}']")).await,
+        session_page
+    );
+    assert_eq!(grace.count("h1").await, 1);
+    assert_eq!(grace.count("form[data-session-op='stop']:not([hidden])").await, 1);
+    assert_eq!(grace.count("form[data-session-op='start'][hidden]").await, 1);
+    grace.mark_document().await;
+    sqlx::query("UPDATE sessions SET state = 'sleeping'")
+        .execute(api.state.store.pool())
+        .await
+        .unwrap();
+    let session_id = domain::ids::SessionId::parse(&id).unwrap();
+    let detail = serde_json::json!({ "reason": "idle <30 min>" });
+    let now = domain::store::now_ms();
+    api.state
+        .store
+        .append_session_event(&session_id, 1, "state.sleeping", &detail, now)
+        .await
+        .unwrap();
+    let _: bool = grace
+        .wait_for(
+            "the session page to follow the session",
+            "document.querySelector('.session-status [data-state]').dataset.state === 'sleeping' \
+             && document.querySelector('.session-status [data-state]').className === 'badge state state-sleeping' \
+             && !document.querySelector(\"form[data-session-op='start']\").hidden \
+             && document.querySelector(\"form[data-session-op='stop']\").hidden \
+             && document.querySelectorAll('#session-events li').length === 1 \
+             && document.querySelector('#session-events li .session-event-detail').textContent === 'reason=idle <30 min>' \
+             && document.querySelector('#session-events').dataset.after === '1'",
+        )
+        .await;
+    assert!(grace.eval::<bool>("window.__bfOldDocument === true").await, "the page reloaded");
+    grace.assert_clean(&session_page).await;
+    grace.screenshot("session").await;
+
     // The audit log of the lab shows what she did there.
     assert_eq!(grace.open("/w/lab/audit").await, "/w/lab/audit");
     let table = grace.text("main table").await;

@@ -14,4 +14,5 @@ mod flare_cli;
 mod health;
 mod helpers;
 mod identity;
+mod sessions;
 mod shell;

@@ -127,7 +127,7 @@ async fn every_page_is_well_formed_html() {
         )
         .await;
     let token = inv.body["link"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
-    seed_session(&api, "team", "html@example.com", "running").await;
+    let session = seed_session(&api, "team", "html@example.com", "running").await;
 
     let seeded = seed_template(&api, "team", "html@example.com", "web-app").await;
 
@@ -139,12 +139,13 @@ async fn every_page_is_well_formed_html() {
         {
             continue;
         }
+        let id = if def.path.contains("/sessions/") { &session } else { &seeded.running };
         let path = def
             .path
             .replace("{ws}", "team")
             .replace("{token}", &token)
             .replace("{name}", &seeded.name)
-            .replace("{id}", &seeded.running);
+            .replace("{id}", id);
         let path = if path == "/switch" { "/switch?ws=team".to_string() } else { path };
         let r = b.get(&path).await;
         let html = match r.status.as_u16() {
@@ -176,7 +177,7 @@ async fn every_page_is_well_formed_html() {
         assert!(doc.errors.is_empty(), "build {id} is not well-formed HTML: {:?}", doc.errors);
         checked += 1;
     }
-    assert!(checked >= 19, "only {checked} pages checked");
+    assert!(checked >= 20, "only {checked} pages checked");
     // The checker itself notices broken markup.
     let broken =
         scraper::Html::parse_document("<!DOCTYPE html><html><body><p></span></body></html>");
@@ -550,4 +551,288 @@ async fn templates_are_created_and_archived_through_the_forms_with_csrf() {
     assert!(flash.unwrap().contains("there is nothing to retry"));
     let (status, ..) = submit(&owner, &format!("{back}/cancel"), &[], false).await;
     assert_eq!(status, 403);
+}
+
+// ---- sessions: the list, the session page and their forms ----
+
+/// A session `name` of `template` (which has a built version) owned by `owner_email`, created
+/// and moved to `state` through the store as the API and the session workflow do, with three
+/// events. Returns its id.
+pub async fn seed_store_session(
+    api: &Api,
+    workspace_slug: &str,
+    owner_email: &str,
+    template: &str,
+    name: &str,
+    state: &str,
+) -> String {
+    let store = &api.state.store;
+    let ws = store.workspace_by_slug(&Slug::parse(workspace_slug).unwrap()).await.unwrap().unwrap();
+    let owner = store.user_by_email(&Email::parse(owner_email).unwrap()).await.unwrap().unwrap();
+    let t = store.template_by_name(&ws.id, template).await.unwrap().unwrap();
+    let versions = store.versions_of(&t.id).await.unwrap();
+    let v = versions.iter().find(|v| v.status == "built").unwrap();
+    let (s, created) = store
+        .create_session(&domain::store::NewSession {
+            workspace: &ws.id,
+            owner: &owner.id,
+            template: &t.id,
+            version: &v.id,
+            name,
+            image_ref: "registry.local/burstflare/t:v1",
+            idle_timeout_minutes: 30,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    assert!(created);
+    let at = domain::store::now_ms();
+    let error = (state == "failed").then_some(Some("the container exited with 137 <oom>"));
+    let write = domain::store::SessionWrite {
+        node_id: Some("node-a"),
+        generation: Some(1),
+        error,
+        ..domain::store::SessionWrite::state(state, at)
+    };
+    store.write_session_state(&s.id, &write).await.unwrap();
+    let last = format!("state.{state}");
+    for (seq, kind, detail) in [
+        (1, "state.provisioning", serde_json::Value::Null),
+        (2, "op.start.accepted", json!({ "by": "<someone>" })),
+        (3, last.as_str(), json!({})),
+    ] {
+        store.append_session_event(&s.id, seq, kind, &detail, at + seq as i64).await.unwrap();
+    }
+    s.id.to_string()
+}
+
+/// The session control forms inside `<main>`, as (action, hidden).
+fn session_controls(html: &str) -> Vec<(String, bool)> {
+    let doc = scraper::Html::parse_document(html);
+    let forms = scraper::Selector::parse("main form[data-session-op]").unwrap();
+    doc.select(&forms)
+        .map(|f| {
+            let action = f.value().attr("action").unwrap().to_string();
+            (action, f.value().attr("hidden").is_some())
+        })
+        .collect()
+}
+
+/// The visible control forms' actions of one session (`id`) on a page.
+fn shown_for(html: &str, id: &str) -> Vec<String> {
+    let prefix = format!("/w/team/sessions/{id}/");
+    session_controls(html)
+        .into_iter()
+        .filter(|(action, hidden)| !hidden && action.starts_with(&prefix))
+        .map(|(action, _)| action[prefix.len()..].to_string())
+        .collect()
+}
+
+fn assert_well_formed(what: &str, html: &str) {
+    let doc = scraper::Html::parse_document(html);
+    assert!(doc.errors.is_empty(), "{what} is not well-formed HTML: {:?}", doc.errors);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{what}");
+}
+
+#[tokio::test]
+async fn the_session_pages_show_state_events_and_the_controls_each_role_may_use() {
+    let (api, _s3) = api_with_storage().await;
+    let mut owner = api.browser();
+    owner.sign_up("ses-owner@example.com", "Owner").await;
+    owner.load_csrf(&api).await;
+    owner.post("/api/v1/workspaces", json!({"name": "Team", "slug": "team"})).await;
+    seed_template(&api, "team", "ses-owner@example.com", "web-app").await;
+    let mut member = join_as(&api, &mut owner, "team", "ses-member@example.com", "member").await;
+    let mut viewer = join_as(&api, &mut owner, "team", "ses-viewer@example.com", "viewer").await;
+    let own = "ses-owner@example.com";
+    let mine = seed_store_session(&api, "team", own, "web-app", "owner-box", "running").await;
+    let by_member = "ses-member@example.com";
+    let theirs =
+        seed_store_session(&api, "team", by_member, "web-app", "member-box", "sleeping").await;
+    let broken = seed_store_session(&api, "team", by_member, "web-app", "broken", "failed").await;
+    let gone = seed_store_session(&api, "team", own, "web-app", "gone", "deleted").await;
+
+    // The list, as an owner: every row links to its page; the owner's running session has
+    // stop, sleep, restart and delete; other people's sessions stop (when running) and delete.
+    let html = html_of(&owner.get("/w/team/sessions?show_ended=true").await);
+    assert_well_formed("the sessions page", &html);
+    for (id, name) in [(&mine, "owner-box"), (&theirs, "member-box"), (&broken, "broken")] {
+        assert!(html.contains(&format!(r#"<a href="/w/team/sessions/{id}">{name}</a>"#)), "{name}");
+    }
+    assert!(!html.contains(&gone), "deleted sessions are not listed");
+    assert_eq!(shown_for(&html, &mine), ["stop", "sleep", "restart", "delete"]);
+    assert_eq!(shown_for(&html, &theirs), ["delete"]);
+    assert_eq!(shown_for(&html, &broken), ["delete"]);
+    assert!(
+        html.contains(
+            r#"<input type="hidden" name="next" value="/w/team/sessions?show_ended=true">"#
+        )
+    );
+    // The new session form offers the template with a built version, and the version it gets.
+    assert!(html.contains(r#"<form method="post" action="/w/team/sessions" class="stack-form">"#));
+    assert!(html.contains(r#"<option value="web-app">web-app (v1)</option>"#), "{html}");
+    assert!(html.contains(r#"name="idempotency_key""#));
+
+    // As a member: their own sessions only.
+    let html = html_of(&member.get("/w/team/sessions?show_ended=true").await);
+    assert_eq!(shown_for(&html, &theirs), ["start", "delete"]);
+    assert_eq!(shown_for(&html, &broken), ["delete"]);
+    assert!(
+        !html.contains(&format!("/w/team/sessions/{mine}/")),
+        "controls on the owner's session"
+    );
+    assert!(html.contains(r#"action="/w/team/sessions" class="stack-form""#));
+
+    // As a viewer: the same rows, no form at all.
+    let html = html_of(&viewer.get("/w/team/sessions?show_ended=true").await);
+    assert_well_formed("the sessions page of a viewer", &html);
+    assert!(session_controls(&html).is_empty());
+    assert!(html.contains(&format!(r#"href="/w/team/sessions/{mine}""#)));
+    assert!(
+        !html.contains(r#"<form method="post" action="/w/team/sessions""#)
+            && !html.contains("New session")
+    );
+
+    // The session page: state, details, events, controls; live until deleted.
+    let r = owner.get(&format!("/w/team/sessions/{mine}")).await;
+    assert_eq!(r.status, 200);
+    let html = html_of(&r);
+    assert_well_formed("a session page", &html);
+    for needle in [
+        "<h1>owner-box</h1>",
+        r#"<span class="badge state state-running" data-state="running">running</span>"#,
+        r#"<a href="/w/team/templates/web-app">web-app v1</a>"#,
+        r#"<dd id="session-node"><code>node-a</code></dd>"#,
+        r#"<code class="event-kind">op.start.accepted</code> <span class="session-event-detail">by=&lt;someone&gt;</span>"#,
+        &format!(r#"data-session="/api/v1/workspaces/team/sessions/{mine}""#),
+        r#"data-after="3" data-done="false""#,
+        web::SESSION_JS_PATH,
+        r#"<h2 id="session-why-heading">Why</h2>"#,
+        &format!("<code>session-{mine}</code>"),
+    ] {
+        assert!(html.contains(needle), "{needle} is not on the session page");
+    }
+    assert_eq!(shown_for(&html, &mine), ["stop", "sleep", "restart", "delete"]);
+    assert!(html.contains(&format!(
+        r#"<input type="hidden" name="next" value="/w/team/sessions/{mine}">"#
+    )));
+    // The JSON the script polls answers to the page's cookie.
+    let events =
+        owner.get(&format!("/api/v1/workspaces/team/sessions/{mine}/events?after=1")).await;
+    assert_eq!(events.status, 200, "{:?}", events.body);
+    assert_eq!(events.body[0]["seq"], 2);
+    let detail = owner.get(&format!("/api/v1/workspaces/team/sessions/{mine}")).await;
+    assert_eq!(detail.body["state"], "running");
+
+    // A failed session: its error stands out.
+    let html = html_of(&member.get(&format!("/w/team/sessions/{broken}")).await);
+    assert_well_formed("a failed session's page", &html);
+    assert!(html.contains("This session failed: "));
+    assert!(html.contains("the container exited with 137 &lt;oom&gt;"));
+    assert_eq!(shown_for(&html, &broken), ["delete"]);
+
+    // A deleted session: said so, nothing to do or to poll.
+    let html = html_of(&owner.get(&format!("/w/team/sessions/{gone}")).await);
+    assert_well_formed("a deleted session's page", &html);
+    assert!(html.contains(r#"data-done="true""#) && !html.contains(web::SESSION_JS_PATH));
+    assert!(shown_for(&html, &gone).is_empty());
+
+    // A viewer sees every session page without a control.
+    for id in [&mine, &theirs, &broken] {
+        let html = html_of(&viewer.get(&format!("/w/team/sessions/{id}")).await);
+        assert_well_formed("a session page of a viewer", &html);
+        assert!(session_controls(&html).is_empty(), "controls for a viewer on {id}");
+        assert!(!html.contains("session-controls"));
+    }
+
+    // Another workspace's session does not exist here, nor this one there.
+    let mut other = api.browser();
+    other.sign_up("ses-other@example.com", "Other").await;
+    other.load_csrf(&api).await;
+    other.post("/api/v1/workspaces", json!({"name": "Other", "slug": "other"})).await;
+    seed_template(&api, "other", "ses-other@example.com", "web-app").await;
+    let foreign =
+        seed_store_session(&api, "other", "ses-other@example.com", "web-app", "theirs", "running")
+            .await;
+    for (path, by_owner) in [
+        (format!("/w/team/sessions/{foreign}"), true),
+        (format!("/w/other/sessions/{mine}"), true),
+        (format!("/w/other/sessions/{mine}"), false),
+        (format!("/w/team/sessions/{mine}"), false),
+        ("/w/team/sessions/no-such-session".to_string(), true),
+    ] {
+        let r = if by_owner { owner.get(&path).await } else { other.get(&path).await };
+        assert_eq!(r.status, 404, "{path}");
+        assert!(html_of(&r).contains("This page does not exist."), "{path}");
+    }
+    let (status, ..) = submit(&owner, &format!("/w/team/sessions/{foreign}/stop"), &[], true).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn session_forms_need_the_token_and_the_role_and_come_back_only_to_this_workspace() {
+    let (api, _s3) = api_with_storage().await;
+    let mut owner = api.browser();
+    owner.sign_up("sf-owner@example.com", "Owner").await;
+    owner.load_csrf(&api).await;
+    owner.post("/api/v1/workspaces", json!({"name": "Team", "slug": "team"})).await;
+    seed_template(&api, "team", "sf-owner@example.com", "web-app").await;
+    let member = join_as(&api, &mut owner, "team", "sf-member@example.com", "member").await;
+    let viewer = join_as(&api, &mut owner, "team", "sf-viewer@example.com", "viewer").await;
+    let mine =
+        seed_store_session(&api, "team", "sf-owner@example.com", "web-app", "box", "running").await;
+    let page = format!("/w/team/sessions/{mine}");
+
+    // Without the CSRF token, or as a viewer, nothing happens.
+    for op in ["start", "stop", "sleep", "restart", "delete"] {
+        let (status, ..) = submit(&owner, &format!("{page}/{op}"), &[], false).await;
+        assert_eq!(status, 403, "{op} without the token");
+        let (status, ..) = submit(&viewer, &format!("{page}/{op}"), &[], true).await;
+        assert_eq!(status, 403, "{op} by a viewer");
+    }
+    let (status, ..) = submit(&viewer, "/w/team/sessions", &[("template", "web-app")], true).await;
+    assert_eq!(status, 403);
+    let (status, ..) = submit(&owner, "/w/team/sessions", &[("template", "web-app")], false).await;
+    assert_eq!(status, 403);
+
+    // A member may not touch the owner's session: refused with a flash, back to `next` when it
+    // is a page of this workspace, else to the session's page.
+    for (next, back) in [
+        ("/w/team/sessions", "/w/team/sessions"),
+        ("/w/team/sessions?show_ended=true", "/w/team/sessions?show_ended=true"),
+        (page.as_str(), page.as_str()),
+        ("", page.as_str()),
+        ("https://evil.example/w/team/sessions", page.as_str()),
+        ("//evil.example/w/team/sessions/", page.as_str()),
+        ("/w/other/sessions", page.as_str()),
+        ("/w/team/sessions/../../../account", page.as_str()),
+        ("/w/team/sessions/%2e%2e/%2E%2E/x", page.as_str()),
+        ("/w/teamx/sessions", page.as_str()),
+    ] {
+        let (status, location, flash, _) =
+            submit(&member, &format!("{page}/stop"), &[("next", next)], true).await;
+        assert_eq!((status, location.as_deref()), (303, Some(back)), "next={next:?}");
+        assert_eq!(flash.as_deref(), Some("err:this session belongs to someone else"), "{next:?}");
+    }
+    let (status, location, flash, _) = submit(&member, &format!("{page}/delete"), &[], true).await;
+    assert_eq!((status, location.as_deref()), (303, Some(page.as_str())));
+    assert_eq!(flash.as_deref(), Some("err:this session belongs to someone else"));
+
+    // Creating: refused ones come back to the list with the reason (no workflow is started).
+    let (status, location, flash, _) =
+        submit(&owner, "/w/team/sessions", &[("template", "nope")], true).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/w/team/sessions")));
+    assert_eq!(flash.as_deref(), Some("err:template: no template named nope in this workspace"));
+    let (status, location, flash, _) = submit(
+        &member,
+        "/w/team/sessions",
+        &[("template", "web-app"), ("name", "Not A Name"), ("idempotency_key", "k-1")],
+        true,
+    )
+    .await;
+    assert_eq!((status, location.as_deref()), (303, Some("/w/team/sessions")));
+    assert!(flash.unwrap().starts_with("err:name: 1 to 63 characters"));
+    // Nothing was created by any of this.
+    let list = owner.get("/api/v1/workspaces/team/sessions?ended=true").await;
+    assert_eq!(list.body.as_array().unwrap().len(), 1, "{:?}", list.body);
 }

@@ -2,5 +2,6 @@
 
 pub mod auth;
 pub mod config;
+pub mod session;
 pub mod template;
 pub mod workspace;

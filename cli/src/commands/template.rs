@@ -34,11 +34,11 @@ const UPLOAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const STORAGE_BODY_EXCERPT: usize = 300;
 
 /// Progress bars and spinners: on stderr, only for people (a terminal, text output).
-fn show_progress(ctx: &Ctx) -> bool {
+pub(crate) fn show_progress(ctx: &Ctx) -> bool {
     ctx.text() && std::io::stderr().is_terminal()
 }
 
-fn spinner(ctx: &Ctx, message: String) -> ProgressBar {
+pub(crate) fn spinner(ctx: &Ctx, message: String) -> ProgressBar {
     if !show_progress(ctx) {
         return ProgressBar::hidden();
     }
@@ -76,7 +76,7 @@ fn build_duration(b: &TemplateBuild) -> Option<String> {
     Some(duration(b.finished_at? - b.started_at?))
 }
 
-fn dash(s: Option<String>) -> String {
+pub(crate) fn dash(s: Option<String>) -> String {
     s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
 }
 
@@ -163,7 +163,7 @@ pub async fn show(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
 }
 
 /// `label  value` lines, the values aligned; a value with several lines continues under it.
-fn fields(indent: &str, rows: &[(&str, String)]) -> String {
+pub(crate) fn fields(indent: &str, rows: &[(&str, String)]) -> String {
     let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
     let mut out = Vec::new();
     for (k, v) in rows {

@@ -12,6 +12,7 @@ mod ceremonies;
 mod device_authorizations;
 mod invite_preview;
 mod invites;
+mod nodes;
 mod passkeys;
 mod recovery_codes;
 mod refresh_tokens;
@@ -33,10 +34,14 @@ pub use self::ceremonies::{Ceremony, CeremonyKind};
 pub use self::device_authorizations::{DeviceAuthorization, DevicePoll};
 pub use self::invite_preview::InvitePreview;
 pub use self::invites::Invite;
+pub use self::nodes::NodeRecord;
 pub use self::passkeys::PasskeyRecord;
 pub use self::refresh_tokens::{CliSession, Rotation};
 pub use self::self_checks::SelfCheck;
-pub use self::sessions::{SessionFilter, SessionRow};
+pub use self::sessions::{
+    NewSession, SESSION_ACTIVE_STATES, SESSION_LIVE_STATES, SESSION_RUNNING_STATES,
+    SessionEventRecord, SessionFilter, SessionLimits, SessionRecord, SessionRow, SessionWrite,
+};
 pub use self::signup::NewPasskey;
 pub use self::templates::{
     BUILD_ACTIVE_STATES, BUILD_FINAL_STATES, BuildRecord, TemplateRecord, TemplateRow,

@@ -9,6 +9,7 @@ mod device;
 mod identity;
 mod ids;
 mod schema;
+mod sessions;
 mod store;
 mod support;
 mod templates;

@@ -432,6 +432,86 @@ fn with_role(ws: &sdk::WorkspaceSummary, role: &str) -> sdk::WorkspaceSummary {
     sdk::WorkspaceSummary { role: role.into(), ..ws.clone() }
 }
 
+/// What owners and admins may do to sessions.
+const MANAGER: SessionRights = SessionRights { use_sessions: true, manage_any: true };
+/// What members may do: their own sessions only.
+const MEMBER: SessionRights = SessionRights { use_sessions: true, manage_any: false };
+/// Viewers only look.
+const VIEWER: SessionRights = SessionRights { use_sessions: false, manage_any: false };
+
+/// The fixture's sessions that ended (stopped, deleted, failed), as a list with only those.
+fn ended_only(f: &Fixture) -> Vec<sdk::SessionSummary> {
+    f.runtime
+        .iter()
+        .filter(|s| ["stopped", "deleted", "failed"].contains(&s.state.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn startable() -> Vec<StartableTemplate> {
+    vec![
+        StartableTemplate { name: "rust".into(), version: "2".into() },
+        StartableTemplate { name: format!("{EVIL} tpl"), version: "v1".into() },
+    ]
+}
+
+/// A session in `state` owned by `owner` (`u-me` is the fixture's viewer).
+fn sample_session(state: &str, owner: &str) -> sdk::SessionDetail {
+    sdk::SessionDetail {
+        id: format!("ses-{state}"),
+        name: format!("{EVIL} {state}"),
+        state: state.into(),
+        template: "rust".into(),
+        version: "2".into(),
+        owner: sdk::UserRef { id: owner.into(), display_name: format!("{EVIL} owner") },
+        node: (state != "provisioning").then(|| "node-1 <a>".into()),
+        workflow_id: format!("session-ses-{state}"),
+        created_at: 1_700_000_000_000,
+        updated_at: 1_700_000_300_000,
+        started_at: Some(1_700_000_060_000),
+        stopped_at: (state == "stopped").then_some(1_700_000_200_000),
+        last_active_at: None,
+        error: (state == "failed").then(|| format!("the container exited: {EVIL}")),
+    }
+}
+
+fn sample_events() -> Vec<sdk::SessionEvent> {
+    vec![
+        sdk::SessionEvent {
+            seq: 1,
+            kind: "state.provisioning".into(),
+            detail: serde_json::Value::Null,
+            at: 1_700_000_000_000,
+        },
+        sdk::SessionEvent {
+            seq: 2,
+            kind: "op.start.accepted".into(),
+            detail: serde_json::json!({ "by": EVIL, "attempt": 2 }),
+            at: 1_700_000_001_000,
+        },
+        sdk::SessionEvent {
+            seq: 7,
+            kind: "state.running".into(),
+            detail: serde_json::json!({}),
+            at: 1_700_000_061_000,
+        },
+    ]
+}
+
+fn sample_why() -> sdk::SessionWhy {
+    sdk::SessionWhy {
+        state: "running".into(),
+        step: "waiting for the agent".into(),
+        attempts: 3,
+        idle_deadline: Some(1_700_001_800_000),
+        lifetime_deadline: None,
+        pending: vec!["sleep".into(), "stop".into()],
+        node: Some("node-1".into()),
+        generation: 4,
+        last_error: Some(format!("agent did not answer: {EVIL}")),
+    }
+}
+
 fn ctx<'a>(f: &'a Fixture, csrf: Option<&'a str>) -> PageContext<'a> {
     PageContext {
         user: Some(&f.user),
@@ -457,6 +537,7 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
         commit: None,
     };
     let health = sdk::HealthResponse::from_checks(BTreeMap::new());
+    let startable = startable();
     vec![
         ("home signed in", home_with(&signed_in, &version, &health)),
         ("home signed out", home_with(&signed_out, &version, &health)),
@@ -528,10 +609,57 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
                 },
             ),
         ),
-        ("sessions", sessions(&signed_in, ws, &f.runtime, false)),
-        ("sessions with ended", sessions(&signed_in, ws, &f.runtime, true)),
-        ("sessions none", sessions(&signed_in, ws, &[], false)),
-        ("sessions only ended", sessions(&signed_in, ws, &f.runtime[4..], false)),
+        (
+            "sessions",
+            sessions(
+                &signed_in,
+                ws,
+                &f.runtime,
+                false,
+                MANAGER,
+                Some(&NewSession { templates: &startable, idempotency_key: "key-1" }),
+            ),
+        ),
+        (
+            "sessions with ended",
+            sessions(
+                &signed_in,
+                ws,
+                &f.runtime,
+                true,
+                MEMBER,
+                Some(&NewSession { templates: &[], idempotency_key: "key-2" }),
+            ),
+        ),
+        ("sessions viewer", sessions(&signed_in, ws, &f.runtime, true, VIEWER, None)),
+        ("sessions none", sessions(&signed_in, ws, &[], false, VIEWER, None)),
+        ("sessions only ended", sessions(&signed_in, ws, &ended_only(f), false, MEMBER, None)),
+        (
+            "session running, mine",
+            session_detail(
+                &signed_in,
+                ws,
+                &sample_session("running", "u-me"),
+                Some(&sample_why()),
+                &sample_events(),
+                MEMBER,
+            ),
+        ),
+        (
+            "session failed, someone else's",
+            session_detail(&signed_in, ws, &sample_session("failed", "u-2"), None, &[], MANAGER),
+        ),
+        (
+            "session deleted, viewer",
+            session_detail(
+                &signed_in,
+                &with_role(ws, "viewer"),
+                &sample_session("deleted", "u-2"),
+                Some(&sample_why()),
+                &sample_events(),
+                VIEWER,
+            ),
+        ),
         ("templates", templates(&signed_in, ws, &f.templates, true, None)),
         (
             "templates with a failed form",
@@ -698,6 +826,7 @@ fn user_data_is_escaped_everywhere() {
                     crate::PASSKEYS_JS_PATH,
                     crate::LIVE_JS_PATH,
                     crate::BUILD_LOG_JS_PATH,
+                    crate::SESSION_JS_PATH,
                     crate::TURNSTILE_JS_URL
                 ]
                 .contains(&src),
@@ -1050,7 +1179,11 @@ fn the_navigation_marks_the_current_page() {
     let ws = &f.workspaces[0];
     let pages = [
         ("/w/acme", "Dashboard", dashboard(&c, &dashboard_of(&f, ws, true))),
-        ("/w/acme/sessions", "Sessions", sessions(&c, ws, &f.runtime, true)),
+        (
+            "/w/acme/sessions",
+            "Sessions",
+            sessions(&c, ws, &f.runtime, true, SessionRights::default(), None),
+        ),
         ("/w/acme/templates", "Templates", templates(&c, ws, &f.templates, true, None)),
         ("/w/acme/members", "Members", members(&c, ws, &f.members, &[], true, None)),
         ("/w/acme/audit", "Audit log", audit(&c, ws, &f.audit, None, None)),
@@ -1065,7 +1198,8 @@ fn the_navigation_marks_the_current_page() {
     // Pages outside the navigation mark nothing.
     assert!(current_links(&error_page_with(&c, 404, "x").into_string()).is_empty());
     // A page of another workspace than the one the navigation points into marks nothing.
-    let other = sessions(&c, &f.workspaces[1], &[], false).into_string();
+    let other =
+        sessions(&c, &f.workspaces[1], &[], false, SessionRights::default(), None).into_string();
     assert!(current_links(&other).is_empty());
     assert!(other.contains(r#"href="/w/acme/sessions""#));
 }
@@ -1128,7 +1262,7 @@ fn the_navigation_links_into_the_workspace_and_hides_management_from_members() {
     // Slugs are percent-encoded in every link.
     let odd = vec![sdk::WorkspaceSummary { slug: "a b".into(), ..f.workspaces[0].clone() }];
     let c = PageContext { workspaces: &odd, current_workspace: None, ..ctx(&f, None) };
-    let html = sessions(&c, &odd[0], &[], false).into_string();
+    let html = sessions(&c, &odd[0], &[], false, SessionRights::default(), None).into_string();
     assert!(html.contains(r#"href="/w/a%20b/templates""#));
     assert!(html.contains(r#"data-live="/api/v1/workspaces/a%20b/sessions""#));
     assert_eq!(current_links(&html), vec![("/w/a%20b/sessions".into(), "Sessions".into())]);
@@ -1146,18 +1280,18 @@ fn session_tables_are_live_with_a_row_and_badge_per_session() {
         (
             "dashboard",
             dashboard(&c, &dashboard_of(&f, ws, true)).into_string(),
-            vec!["provisioning", "starting", "running", "sleeping"],
+            vec!["provisioning", "starting", "running", "sleeping", "stopping", "deleting"],
             "stopped deleted failed",
         ),
         (
             "sessions",
-            sessions(&c, ws, &f.runtime, false).into_string(),
-            vec!["provisioning", "starting", "running", "sleeping"],
+            sessions(&c, ws, &f.runtime, false, SessionRights::default(), None).into_string(),
+            vec!["provisioning", "starting", "running", "sleeping", "stopping", "deleting"],
             "stopped deleted failed",
         ),
         (
             "sessions with ended",
-            sessions(&c, ws, &f.runtime, true).into_string(),
+            sessions(&c, ws, &f.runtime, true, SessionRights::default(), None).into_string(),
             sdk::SESSION_STATES.to_vec(),
             "",
         ),
@@ -1194,7 +1328,7 @@ fn session_tables_are_live_with_a_row_and_badge_per_session() {
         // The live indicator is there, for the script to show.
         assert!(html.contains(r#"<span class="live-updating">Updating…</span>"#), "{name}");
     }
-    let html = sessions(&c, ws, &f.runtime, true).into_string();
+    let html = sessions(&c, ws, &f.runtime, true, SessionRights::default(), None).into_string();
     assert!(html.contains(r#"<time datetime="2023-11-14T22:13:20Z""#), "last active");
     assert!(html.contains(">never<"), "never active");
     assert!(html.contains("(you)"), "own sessions are marked");
@@ -1223,14 +1357,15 @@ fn empty_lists_say_what_to_do() {
     );
     assert!(!main.contains("Recent activity"), "no activity for roles without the audit log");
 
-    let html = sessions(&c, ws, &[], false).into_string();
+    let html = sessions(&c, ws, &[], false, SessionRights::default(), None).into_string();
     let main = main_of(&html);
     assert!(main.contains("No sessions yet."));
     assert!(main.contains("<code>flare session create</code>"));
     assert!(main.contains(r#"href="/w/acme/templates""#));
     assert!(main.contains(r#"data-live="/api/v1/workspaces/acme/sessions""#));
 
-    let html = sessions(&c, ws, &f.runtime[4..], false).into_string();
+    let html =
+        sessions(&c, ws, &ended_only(&f), false, SessionRights::default(), None).into_string();
     let main = main_of(&html);
     assert!(main.contains("3 stopped or failed sessions are hidden"));
     assert!(main.contains(r#"href="/w/acme/sessions?show_ended=true""#));
@@ -1248,7 +1383,7 @@ fn the_sessions_filter_is_a_get_form_that_keeps_its_state() {
     let c = ctx(&f, Some(CSRF));
     let ws = &f.workspaces[0];
     for show in [false, true] {
-        let html = sessions(&c, ws, &f.runtime, show).into_string();
+        let html = sessions(&c, ws, &f.runtime, show, SessionRights::default(), None).into_string();
         assert!(html.contains(
             r#"<form class="filter-form inline-filter" method="get" action="/w/acme/sessions">"#
         ));
@@ -1690,4 +1825,384 @@ fn the_build_log_script_speaks_the_pages_and_the_api_contract() {
     for class in [".build-log", ".command", ".breadcrumb", ".badge.masked"] {
         assert!(crate::STYLESHEET.contains(class), "app.css lacks {class}");
     }
+}
+
+// ---- sessions: controls, the new session form, the session page ----
+
+/// The POST forms of `html` (within `<main>`), as (action, hidden, `next`, `data-states`).
+fn control_forms(html: &str) -> Vec<(String, bool, String, String)> {
+    let main = main_of(html);
+    let tags = start_tags(main);
+    tags.iter()
+        .filter(|t| t.name == "form" && t.attr("method") == Some("post"))
+        .filter(|t| t.has("data-session-op"))
+        .map(|form| {
+            let end = form.start + main[form.start..].find("</form>").unwrap();
+            let next = tags
+                .iter()
+                .filter(|t| t.start > form.start && t.start < end)
+                .find(|t| t.name == "input" && t.attr("name") == Some("next"))
+                .and_then(|t| t.attr("value"))
+                .unwrap_or_default()
+                .to_string();
+            (
+                form.attr("action").unwrap().to_string(),
+                form.has("hidden"),
+                next,
+                form.attr("data-states").unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The visible control forms' actions of `html`.
+fn visible_controls(html: &str) -> Vec<String> {
+    control_forms(html).into_iter().filter(|f| !f.1).map(|f| f.0).collect()
+}
+
+#[test]
+fn session_controls_follow_the_state_and_the_role() {
+    let all = |state: &str, rights, mine| session_controls(state, rights, mine);
+    // Their own sessions, for members and up.
+    for rights in [MEMBER, MANAGER] {
+        assert_eq!(all("running", rights, true), ["stop", "sleep", "restart", "delete"]);
+        assert_eq!(all("sleeping", rights, true), ["start", "delete"]);
+        assert_eq!(all("stopped", rights, true), ["start", "delete"]);
+        for state in ["provisioning", "starting", "stopping", "failed"] {
+            assert_eq!(all(state, rights, true), ["delete"], "{state}");
+        }
+        for state in ["deleting", "deleted", "no-such-state"] {
+            assert!(all(state, rights, true).is_empty(), "{state}");
+        }
+    }
+    // Other people's: owners and admins stop and delete them; members cannot touch them.
+    assert_eq!(all("running", MANAGER, false), ["stop", "delete"]);
+    assert_eq!(all("sleeping", MANAGER, false), ["delete"]);
+    assert!(all("deleted", MANAGER, false).is_empty());
+    for state in sdk::SESSION_STATES {
+        assert!(all(state, MEMBER, false).is_empty(), "member, someone else's {state}");
+        // Viewers only look, even at sessions that would be theirs.
+        assert!(all(state, VIEWER, true).is_empty(), "viewer, {state}");
+        assert!(all(state, VIEWER, false).is_empty(), "viewer, {state}");
+        // Every state has a colour and both scripts know it.
+        assert!(crate::STYLESHEET.contains(&format!(".badge.state-{state}")), "{state}");
+        assert!(crate::SESSION_JS.contains(&format!("\"{state}\"")), "session.js: {state}");
+        assert!(crate::LIVE_JS.contains(&format!("\"{state}\"")), "live.js: {state}");
+    }
+    // Only the operations the API has, plus delete.
+    for op in crate::components::SESSION_CONTROLS {
+        assert!(op == "delete" || sdk::SESSION_OPS.contains(&op), "{op}");
+    }
+}
+
+#[test]
+fn session_rows_link_to_their_page_and_hold_the_controls_for_their_state() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    for (rights, show_ended) in [(MANAGER, true), (MEMBER, true), (MANAGER, false)] {
+        let html = sessions(&c, ws, &f.runtime, show_ended, rights, None).into_string();
+        let next = if show_ended { "/w/acme/sessions?show_ended=true" } else { "/w/acme/sessions" };
+        let mut want = Vec::new();
+        let ended = ["stopped", "deleted", "failed"];
+        for s in f.runtime.iter().filter(|s| show_ended || !ended.contains(&s.state.as_str())) {
+            let link = format!(r#"<th scope="row"><a href="/w/acme/sessions/{}">"#, s.id);
+            assert!(html.contains(&link), "{link}");
+            let mine = s.owner.id == "u-me";
+            for op in session_controls(&s.state, rights, mine) {
+                want.push(format!("/w/acme/sessions/{}/{op}", s.id));
+            }
+        }
+        assert!(!want.is_empty());
+        assert_eq!(visible_controls(&html), want, "{rights:?}");
+        for (action, _, form_next, states) in control_forms(&html) {
+            assert_eq!(form_next, next, "{action}");
+            let op = action.rsplit('/').next().unwrap();
+            assert_eq!(states, crate::components::control_states(op).join(" "), "{action}");
+        }
+        assert!(html.contains(r#"<th scope="col">Actions</th>"#));
+        // Deleting asks first (with the script).
+        assert!(html.contains(r#"action="/w/acme/sessions/ses-running/delete" class="inline-form" data-session-op="delete""#));
+        assert!(html.contains("data-confirm=\"Delete the session &lt;script&gt;"));
+    }
+    // A member gets no controls on other people's sessions, not even hidden ones.
+    let html = sessions(&c, ws, &f.runtime, true, MEMBER, None).into_string();
+    assert!(!html.contains("/w/acme/sessions/ses-starting/"), "someone else's session");
+    assert!(html.contains("/w/acme/sessions/ses-provisioning/delete"));
+    // The dashboard lists sessions without controls.
+    let html = dashboard(&c, &dashboard_of(&f, ws, true)).into_string();
+    assert!(control_forms(&html).is_empty());
+    assert!(html.contains(r#"<a href="/w/acme/sessions/ses-running">"#));
+}
+
+#[test]
+fn a_viewer_sees_sessions_without_any_control() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = with_role(&f.workspaces[0], "viewer");
+    let html = sessions(&c, &ws, &f.runtime, true, VIEWER, None).into_string();
+    let main = main_of(&html);
+    assert!(!main.contains(r#"method="post""#), "a POST form for a viewer");
+    assert!(!main.contains("Actions") && !main.contains("New session"));
+    assert_eq!(main.matches("data-session-id=").count(), f.runtime.len());
+    for state in sdk::SESSION_STATES {
+        let s = sample_session(state, "u-me");
+        let html = session_detail(&c, &ws, &s, Some(&sample_why()), &sample_events(), VIEWER)
+            .into_string();
+        let main = main_of(&html);
+        assert!(!main.contains(r#"method="post""#), "{state}: a POST form for a viewer");
+        assert!(!main.contains("session-controls"), "{state}");
+    }
+}
+
+#[test]
+fn the_new_session_form_offers_the_templates_with_a_built_version() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let startable = startable();
+    let new = NewSession { templates: &startable, idempotency_key: "k-<1>" };
+    let html = sessions(&c, ws, &f.runtime, false, MEMBER, Some(&new)).into_string();
+    let main = main_of(&html);
+    assert!(main.contains(r#"<h2 id="new-session-heading">New session</h2>"#));
+    assert!(main.contains(r#"<form method="post" action="/w/acme/sessions" class="stack-form">"#));
+    assert!(main.contains(r#"<input type="hidden" name="idempotency_key" value="k-&lt;1&gt;">"#));
+    let tags = start_tags(main);
+    let select = tags.iter().find(|t| t.attr("id") == Some("new-session-template")).unwrap();
+    assert_eq!((select.name.as_str(), select.attr("name")), ("select", Some("template")));
+    assert!(select.has("required"));
+    let options: Vec<&str> =
+        tags.iter().filter(|t| t.name == "option").filter_map(|t| t.attr("value")).collect();
+    assert_eq!(options, ["rust", &format!("{EVIL} tpl")]);
+    assert!(main.contains(">rust (v2)</option>"));
+    assert!(main.contains("&lt;/script&gt;'&amp; tpl (v1)</option>"));
+    let name = tags.iter().find(|t| t.attr("id") == Some("new-session-name")).unwrap();
+    assert_eq!(name.attr("name"), Some("name"));
+    assert!(!name.has("required"), "the name is optional");
+
+    // No template with a built version: said so, no form.
+    let none = NewSession { templates: &[], idempotency_key: "k" };
+    let html = sessions(&c, ws, &[], false, MEMBER, Some(&none)).into_string();
+    let main = main_of(&html);
+    assert!(main.contains("No template has a built version yet"));
+    assert!(!main.contains(r#"<form method="post" action="/w/acme/sessions""#));
+    assert!(!main.contains("with the form below"));
+    let html = sessions(&c, ws, &[], false, MEMBER, Some(&new)).into_string();
+    assert!(main_of(&html).contains("with the form below"), "the empty list points at the form");
+}
+
+#[test]
+fn the_session_page_shows_its_details_why_events_and_controls() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let s = sample_session("running", "u-me");
+    let html =
+        session_detail(&c, ws, &s, Some(&sample_why()), &sample_events(), MEMBER).into_string();
+    let main = main_of(&html);
+    let path = "/w/acme/sessions/ses-running";
+    assert!(main.contains(
+        r#"<p class="lead session-status">State: <span class="badge state state-running" data-state="running">running</span></p>"#
+    ));
+    assert!(main.contains(r#"<a href="/w/acme/templates/rust">rust v2</a>"#));
+    assert!(main.contains(r#"<a href="/w/acme/sessions">Sessions</a>"#), "breadcrumb");
+    assert!(main.contains(r#"<dd id="session-node"><code>node-1 &lt;a&gt;</code></dd>"#));
+    assert!(main.contains("(you)"));
+    assert!(main.contains(r#"<dd id="session-last-active"><span class="muted">never</span></dd>"#));
+    assert!(main.contains(r#"<dd id="session-stopped"><span class="muted">—</span></dd>"#));
+    assert!(main.contains("<code>session-ses-running</code>"));
+    // No error: the notice is there, hidden, for the script.
+    assert!(main.contains(r#"id="session-error" role="alert" hidden"#));
+    // The controls for a running session of one's own, coming back here.
+    assert_eq!(
+        visible_controls(&html),
+        ["stop", "sleep", "restart", "delete"].map(|op| format!("{path}/{op}"))
+    );
+    assert!(control_forms(&html).iter().all(|f| f.2 == path));
+    assert!(control_forms(&html).iter().any(|f| f.0.ends_with("/start") && f.1), "start, hidden");
+    // Why.
+    for needle in [
+        "<dd>waiting for the agent</dd>",
+        "<dd>3</dd>",
+        "<li><code>sleep</code></li><li><code>stop</code></li>",
+        "agent did not answer: &lt;script&gt;",
+        "<dd>4</dd>",
+        r#"<time datetime="2023-11-14T22:43:20Z" title="UTC">2023-11-14 22:43</time>"#,
+    ] {
+        assert!(main.contains(needle), "why: {needle}");
+    }
+    // Events, oldest first, to the second, details in one line, escaped.
+    let tags = start_tags(main);
+    let seqs: Vec<&str> =
+        tags.iter().filter(|t| t.name == "li").filter_map(|t| t.attr("data-seq")).collect();
+    assert_eq!(seqs, ["1", "2", "7"]);
+    assert!(main.contains(
+        r#"<li data-seq="1"><time datetime="2023-11-14T22:13:20Z" title="UTC">2023-11-14 22:13:20</time> <code class="event-kind">state.provisioning</code></li>"#
+    ));
+    // (Keys in the order the JSON has them: sorted, unless serde_json preserves order.)
+    let detail = main.find(r#"<span class="session-event-detail">"#).unwrap();
+    let detail = &main[detail..detail + main[detail..].find("</span>").unwrap()];
+    assert!(detail.contains("attempt=2"), "{detail}");
+    assert!(
+        detail.contains("by=&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;'&amp;"),
+        "{detail}"
+    );
+    assert!(
+        main.contains(r#"<code class="event-kind">state.running</code></li>"#),
+        "{{}} shows nothing"
+    );
+    let list =
+        start_tags(main).into_iter().find(|t| t.attr("id") == Some("session-events")).unwrap();
+    assert_eq!(
+        list.attr("data-session-events"),
+        Some("/api/v1/workspaces/acme/sessions/ses-running/events")
+    );
+    assert_eq!(list.attr("data-session"), Some("/api/v1/workspaces/acme/sessions/ses-running"));
+    assert_eq!((list.attr("data-after"), list.attr("data-done")), (Some("7"), Some("false")));
+    assert!(main.contains(r#"<p class="muted" id="session-events-empty" hidden>"#));
+    assert!(html.contains(&format!(r#"<script src="{}" defer>"#, crate::SESSION_JS_PATH)));
+    assert!(main.contains(&format!(r#"<a href="{path}">Reload</a>"#)), "works without the script");
+
+    // Failed, someone else's, seen by an admin: the error stands out; stop is not offered
+    // while it is not running, delete is; the workflow could not be asked.
+    let s = sample_session("failed", "u-2");
+    let html = session_detail(&c, ws, &s, None, &[], MANAGER).into_string();
+    let main = main_of(&html);
+    assert!(
+        main.contains(
+            r#"<div class="notice error session-error" id="session-error" role="alert">"#
+        )
+    );
+    assert!(main.contains("This session failed: "));
+    assert!(main.contains("the container exited: &lt;script&gt;"));
+    assert_eq!(visible_controls(&html), ["/w/acme/sessions/ses-failed/delete"]);
+    assert_eq!(control_forms(&html).len(), 2, "stop (hidden) and delete only");
+    assert!(main.contains("could not be asked just now"));
+    assert!(main.contains(r#"<p class="muted" id="session-events-empty">No events yet.</p>"#));
+    assert!(main.contains(r#"data-after="0""#));
+    assert!(!main.contains("(you)"));
+
+    // A member looking at someone else's session: no controls at all.
+    let html = session_detail(&c, ws, &s, None, &[], MEMBER).into_string();
+    assert!(control_forms(&html).is_empty() && !html.contains("session-controls"));
+
+    // Deleted: said so, nothing to do, nothing to poll.
+    let s = sample_session("deleted", "u-me");
+    let html = session_detail(&c, ws, &s, None, &sample_events(), MEMBER).into_string();
+    let main = main_of(&html);
+    assert!(visible_controls(&html).is_empty());
+    assert!(main.contains(r#"<p class="notice" id="session-deleted" role="status">"#));
+    assert!(main.contains(r#"data-done="true""#));
+    assert!(!html.contains(crate::SESSION_JS_PATH));
+    // Not the current page of the navigation, but in the workspace's.
+    assert!(current_links(&html).is_empty());
+}
+
+#[test]
+fn only_the_newest_events_are_rendered() {
+    let f = fixture();
+    let events: Vec<sdk::SessionEvent> = (1..=MAX_EVENTS_SHOWN as u64 + 3)
+        .map(|seq| sdk::SessionEvent {
+            seq,
+            kind: format!("k{seq}"),
+            detail: serde_json::json!("text"),
+            at: 0,
+        })
+        .collect();
+    let s = sample_session("running", "u-me");
+    let html =
+        session_detail(&ctx(&f, None), &f.workspaces[0], &s, None, &events, MEMBER).into_string();
+    assert!(html.contains("The 3 oldest events are not shown."));
+    assert!(!html.contains(r#"data-seq="3""#) && html.contains(r#"data-seq="4""#));
+    assert!(html.contains(&format!(r#"data-after="{}""#, MAX_EVENTS_SHOWN + 3)));
+    assert!(html.contains(r#"<span class="session-event-detail">text</span>"#));
+}
+
+#[test]
+fn the_session_script_speaks_the_pages_and_the_api_contract() {
+    let js = crate::SESSION_JS;
+    for needle in [
+        "ol[data-session-events]",
+        "dataset.sessionEvents",
+        "dataset.session",
+        "dataset.after",
+        "dataset.done",
+        "?after=",
+        "e.seq",
+        "e.kind",
+        "e.detail",
+        "e.at",
+        "dataset.seq",
+        "event-kind",
+        "session-event-detail",
+        ".session-status [data-state]",
+        "badge state state-",
+        "session-error",
+        "session-error-text",
+        "session-error-title",
+        "This session failed: ",
+        "session-deleted",
+        "session-events-empty",
+        "session-node",
+        "session-started",
+        "session-stopped",
+        "session-last-active",
+        "session-updated",
+        "started_at",
+        "stopped_at",
+        "last_active_at",
+        "updated_at",
+        "s.node",
+        "s.error",
+        "form[data-states]",
+        "dataset.states",
+        "\"deleted\"",
+        "404",
+        "same-origin",
+        "visibilityState",
+        "is-updating",
+        "is-stale",
+        "2000",
+    ] {
+        assert!(js.contains(needle), "session.js lacks {needle}");
+    }
+    assert!(!js.contains("innerHTML"), "event text is only ever inserted as text");
+    // The list's rows follow their state too.
+    assert!(crate::LIVE_JS.contains("form[data-states]"));
+    for class in [".session-events", ".session-events-scroll", ".session-error", ".session-actions"]
+    {
+        assert!(crate::STYLESHEET.contains(class), "app.css lacks {class}");
+    }
+    // What the page renders for the script to update is there.
+    let f = fixture();
+    let s = sample_session("starting", "u-me");
+    let html =
+        session_detail(&ctx(&f, None), &f.workspaces[0], &s, None, &[], MEMBER).into_string();
+    for id in [
+        "session-node",
+        "session-started",
+        "session-stopped",
+        "session-last-active",
+        "session-updated",
+    ] {
+        assert!(html.contains(&format!(r#"<dd id="{id}">"#)), "no #{id}");
+    }
+    for id in ["session-error", "session-error-text", "session-error-title", "session-deleted"] {
+        assert!(html.contains(&format!(r#"id="{id}""#)), "no #{id}");
+    }
+}
+
+#[test]
+fn event_details_read_as_one_line() {
+    let e = |detail| sdk::SessionEvent { seq: 1, kind: "k".into(), detail, at: 0 };
+    use super::sessions::event_detail_text as text;
+    assert_eq!(text(&e(serde_json::Value::Null)), None);
+    assert_eq!(text(&e(serde_json::json!({}))), None);
+    assert_eq!(text(&e(serde_json::json!("hi"))).as_deref(), Some("hi"));
+    assert_eq!(text(&e(serde_json::json!(3))).as_deref(), Some("3"));
+    assert_eq!(text(&e(serde_json::json!([1, "a"]))).as_deref(), Some(r#"[1,"a"]"#));
+    let line = text(&e(serde_json::json!({"op": "sleep", "n": 2, "ok": true, "x": null}))).unwrap();
+    let mut pairs: Vec<&str> = line.split(' ').collect();
+    pairs.sort_unstable();
+    assert_eq!(pairs, ["n=2", "ok=true", "op=sleep", "x=null"]);
 }

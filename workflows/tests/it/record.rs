@@ -46,7 +46,20 @@ async fn self_check_runs_on_real_workers_writes_the_database_and_its_history_rep
     let mut node = Worker::new(
         &runtime,
         client.clone(),
-        workflows::node_worker_options("t1", NodeActivities::new("t1".into(), docker)),
+        workflows::node_worker_options(
+            "t1",
+            NodeActivities::new(
+                "t1".into(),
+                docker.clone(),
+                std::sync::Arc::new(activities::runtime::DockerRuntime::new(
+                    docker,
+                    activities::runtime::DockerRuntimeSettings {
+                        agent_path: "/nonexistent".into(),
+                        data_dir: std::env::temp_dir(),
+                    },
+                )),
+            ),
+        ),
     )
     .unwrap();
     let stops = [control.shutdown_handle(), node.shutdown_handle()];
