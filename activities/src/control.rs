@@ -142,6 +142,17 @@ impl ControlActivities {
         })
     }
 
+    /// The object key of the session's latest verified snapshot, if any.
+    #[activity(name = "session.latest_snapshot")]
+    pub async fn latest_snapshot(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        session_id: String,
+    ) -> Result<Option<String>, ActivityError> {
+        let id = domain::ids::SessionId::parse(&session_id).map_err(anyhow::Error::from)?;
+        Ok(self.store.latest_snapshot_key(&id).await.map_err(anyhow::Error::from)?)
+    }
+
     /// Moves a session's `last_active_at` forward (never back).
     #[activity(name = "session.touch")]
     pub async fn touch_session(

@@ -47,6 +47,12 @@ pub struct AgentReady {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hydrate {
+    pub container: String,
+    pub snapshot_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopContainer {
     pub name: String,
     /// The template's stop hook, run with `sh -c` before stopping.
@@ -110,6 +116,26 @@ impl NodeActivities {
         spec: ContainerSpec,
     ) -> Result<ContainerInfo, ActivityError> {
         heartbeating(&ctx, self.runtime.ensure(&spec)).await.map_err(runtime_err)
+    }
+
+    /// Fills a fresh container's persisted paths from the session's latest snapshot before it
+    /// starts. With no snapshot there is nothing to do. Restoring a snapshot arrives with
+    /// snapshots; until then a node refuses one rather than start a session without its files.
+    #[activity(name = "session.hydrate")]
+    pub async fn hydrate(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: Hydrate,
+    ) -> Result<String, ActivityError> {
+        match input.snapshot_key {
+            None => Ok("empty".into()),
+            Some(key) => {
+                Err(ActivityError::application(ApplicationFailure::non_retryable(format!(
+                    "{} has snapshot {key}, and this node cannot restore snapshots yet",
+                    input.container
+                ))))
+            }
+        }
     }
 
     /// Starts the container and waits until its agent answers `/ready` (heartbeating while it

@@ -278,7 +278,8 @@ pub async fn create(
         ports: manifest.ports.iter().map(|p| p.port).collect(),
         idle_timeout_minutes: manifest.idle_timeout_minutes,
         max_lifetime_minutes: MAX_LIFETIME_MINUTES,
-        stop_hook: None,
+        stop_hook: manifest.hooks.stop.clone(),
+        stop_hook_timeout_secs: manifest.hooks.stop_timeout_secs,
         ops_per_run: 200,
     };
     let client = state.temporal.client().await.map_err(|e| {

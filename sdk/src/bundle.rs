@@ -154,6 +154,55 @@ pub struct Manifest {
     /// Free-form key/value labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Commands run inside the session at lifecycle points.
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// Longest hook command, in bytes.
+pub const MAX_HOOK_BYTES: usize = 4096;
+
+/// Lifecycle hooks of a template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Run with `sh -c` inside the session before it sleeps or stops; a hook that fails or runs
+    /// out of time does not prevent the stop.
+    #[serde(default)]
+    pub stop: Option<String>,
+    /// Seconds the stop hook may take: 1..=300, default 30.
+    #[serde(default = "default_hook_timeout")]
+    pub stop_timeout_secs: u32,
+}
+
+fn default_hook_timeout() -> u32 {
+    30
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self { stop: None, stop_timeout_secs: default_hook_timeout() }
+    }
+}
+
+fn check_hooks(h: &Hooks, errors: &mut Vec<BundleError>) {
+    if let Some(cmd) = &h.stop {
+        if cmd.trim().is_empty() || cmd.len() > MAX_HOOK_BYTES {
+            errors.push(BundleError::new(
+                "hooks.stop",
+                format!(
+                    "hooks.stop is {} bytes; it must hold a command of at most {MAX_HOOK_BYTES} bytes",
+                    cmd.len()
+                ),
+            ));
+        } else if cmd.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+            errors.push(BundleError::new(
+                "hooks.stop",
+                "hooks.stop must not hold control characters other than tab and newline",
+            ));
+        }
+    }
+    check_range("hooks.stop_timeout_secs", h.stop_timeout_secs, 1, 300, "seconds", errors);
 }
 
 /// An environment variable of a template.
@@ -325,6 +374,7 @@ impl Manifest {
             &mut errors,
         );
         check_labels(&self.labels, &mut errors);
+        check_hooks(&self.hooks, &mut errors);
         errors
     }
 

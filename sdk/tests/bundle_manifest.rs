@@ -428,3 +428,23 @@ fn long_messages_are_capped() {
     assert!(e.message.chars().count() <= 300, "{}", e.message.len());
     assert!(e.field.chars().count() <= 100, "{}", e.field);
 }
+
+#[test]
+fn a_stop_hook_is_bounded_in_length_and_time() {
+    let ok = Manifest::parse(
+        "schema = 1\nname = \"h\"\n[hooks]\nstop = \"echo bye > /tmp/bye\"\nstop_timeout_secs = 10\n",
+    )
+    .unwrap();
+    assert_eq!(ok.hooks.stop.as_deref(), Some("echo bye > /tmp/bye"));
+    assert_eq!(ok.hooks.stop_timeout_secs, 10);
+    assert_eq!(Manifest::parse("schema = 1\nname = \"h\"\n").unwrap().hooks.stop_timeout_secs, 30);
+
+    let slow = Manifest::parse("schema = 1\nname = \"h\"\n[hooks]\nstop_timeout_secs = 301\n")
+        .unwrap_err();
+    assert_eq!(slow.field, "hooks.stop_timeout_secs");
+    assert!(slow.message.contains("300"), "{}", slow.message);
+    let long = format!("schema = 1\nname = \"h\"\n[hooks]\nstop = \"{}\"\n", "x".repeat(5000));
+    let err = Manifest::parse(&long).unwrap_err();
+    assert_eq!(err.field, "hooks.stop");
+    assert!(err.message.contains("4096"), "{}", err.message);
+}

@@ -95,6 +95,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 resources,
                 idle_timeout_minutes: idle,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                hooks: Default::default(),
             }
         },
     )

@@ -22,7 +22,7 @@ use temporalio_sdk::{
 use activities::ControlActivities;
 use activities::NodeActivities;
 use activities::control::SessionStep;
-use activities::node::StopContainer;
+use activities::node::{Hydrate, StopContainer};
 use activities::runtime::{ContainerSpec, container_name};
 
 /// What the session runs, fixed at creation.
@@ -38,10 +38,16 @@ pub struct SessionSpec {
     pub idle_timeout_minutes: u32,
     pub max_lifetime_minutes: u32,
     pub stop_hook: Option<String>,
+    #[serde(default = "default_hook_timeout")]
+    pub stop_hook_timeout_secs: u32,
     /// Operations one run applies before it continues as new (Temporal may suggest it
     /// earlier); keeps histories short.
     #[serde(default = "default_ops_per_run")]
     pub ops_per_run: u32,
+}
+
+fn default_hook_timeout() -> u32 {
+    30
 }
 
 fn default_ops_per_run() -> u32 {
@@ -420,9 +426,47 @@ impl Session {
                 ports: spec.ports.clone(),
             };
             let opts = Self::node_options(ctx, Duration::from_secs(600), 5);
-            ctx.execute_activity(NodeActivities::ensure_container, container, opts).await.map_err(
-                |e| StepError { step: "creating the container".into(), message: failure_text(&e) },
-            )?;
+            let created = ctx
+                .execute_activity(NodeActivities::ensure_container, container, opts)
+                .await
+                .map_err(|e| StepError {
+                    step: "creating the container".into(),
+                    message: failure_text(&e),
+                })?;
+            // Persisted paths come back from the latest snapshot, if there is one.
+            Self::set_step(ctx, "restoring persisted paths");
+            let snapshot_key = ctx
+                .execute_activity(
+                    ControlActivities::latest_snapshot,
+                    spec.session_id.clone(),
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                        .retry_policy(quick_retry(10))
+                        .build(),
+                )
+                .await
+                .map_err(|e| StepError {
+                    step: "finding the snapshot".into(),
+                    message: failure_text(&e),
+                })?;
+            let opts = Self::node_options(ctx, Duration::from_secs(1800), 3);
+            let hydrate = Hydrate { container: created.name.clone(), snapshot_key };
+            let restored = ctx
+                .execute_activity(NodeActivities::hydrate, hydrate, opts)
+                .await
+                .map_err(|e| StepError {
+                    step: "restoring persisted paths".into(),
+                    message: failure_text(&e),
+                })?;
+            Self::record(
+                ctx,
+                spec,
+                "starting",
+                &format!("hydrate.{restored}"),
+                serde_json::json!({}),
+                None,
+            )
+            .await
+            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
         }
         Self::set_step(ctx, "waiting for the agent");
         let name = container_name(&spec.session_id, ctx.state(|s| s.c.generation));
@@ -502,7 +546,7 @@ impl Session {
         let stop = StopContainer {
             name: container_name(&spec.session_id, ctx.state(|s| s.c.generation)),
             hook: spec.stop_hook.clone(),
-            hook_timeout_secs: 30,
+            hook_timeout_secs: u64::from(spec.stop_hook_timeout_secs),
             grace_secs: 10,
         };
         let opts = Self::node_options(ctx, Duration::from_secs(120), 5);

@@ -13,6 +13,7 @@ struct Stack {
     app: TestApp,
     client: sdk::Client,
     ws: String,
+    token: String,
 }
 
 async fn stack() -> Stack {
@@ -25,7 +26,7 @@ async fn stack_from(app: TestApp) -> Stack {
         .await
         .unwrap();
     let client = app.client.clone().with_token(boot.token.clone());
-    Stack { app, client, ws: boot.workspace }
+    Stack { app, client, ws: boot.workspace, token: boot.token }
 }
 
 impl Stack {
@@ -44,7 +45,8 @@ impl Stack {
         let manifest = std::fs::read_to_string(dir.path().join("burstflare.toml")).unwrap();
         std::fs::write(
             dir.path().join("burstflare.toml"),
-            manifest.replace("name = \"devbox\"", &format!("name = \"{name}\"")),
+            manifest.replace("name = \"devbox\"", &format!("name = \"{name}\""))
+                + "\n[hooks]\nstop = \"echo stopped-by-hook > /opt/burstflare/session/hook.txt\"\nstop_timeout_secs = 20\n",
         )
         .unwrap();
         let packed = sdk::bundle::pack(dir.path(), &sdk::bundle::Limits::default()).unwrap();
@@ -192,6 +194,10 @@ async fn a_session_runs_sleeps_starts_stops_and_is_deleted_in_a_real_container()
 
     let stopped = s.client.session_op(&s.ws, &id, "stop", true).await.unwrap();
     assert_eq!(stopped.state, "stopped");
+    // The template's stop hook ran inside the session before it stopped.
+    let data = s.app.stack.as_ref().unwrap().config.node.data_dir.join(&id);
+    let hook = std::fs::read_to_string(data.join("hook.txt")).unwrap();
+    assert_eq!(hook.trim(), "stopped-by-hook");
     assert!(containers(&id).await.is_empty(), "a stopped session has no container");
 
     let again = s.client.session_op(&s.ws, &id, "start", true).await.unwrap();
@@ -212,6 +218,8 @@ async fn a_session_runs_sleeps_starts_stops_and_is_deleted_in_a_real_container()
         ["running", "sleeping", "running", "running", "stopped", "running", "deleted"],
         "{events:?}"
     );
+    // Each fresh container was hydrated (no snapshot yet: nothing to restore).
+    assert_eq!(events.iter().filter(|e| e.kind == "hydrate.empty").count(), 2, "{events:?}");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let actions = s.audit_actions().await;
@@ -419,6 +427,7 @@ async fn a_session_continues_as_new_and_keeps_its_state() {
         idle_timeout_minutes: 30,
         max_lifetime_minutes: 60,
         stop_hook: None,
+        stop_hook_timeout_secs: 30,
         ops_per_run: 2,
     };
     let stack_ref = s.app.stack.as_ref().unwrap();
@@ -559,5 +568,76 @@ async fn a_node_killed_right_after_creating_the_container_leaves_exactly_one() {
     s.client.delete_session(&s.ws, &id, true).await.unwrap();
     assert!(containers(&id).await.is_empty());
     s.history(&created.workflow_id, "session_node_killed").await;
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn flare_session_create_returns_a_running_session_and_every_control_works() {
+    let s = stack().await;
+    s.template("sample").await;
+    let flare = |args: &[&str]| {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_burstflare")).with_file_name("flare");
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.env("FLARE_CONFIG_DIR", s.app.stack.as_ref().unwrap().dir.join("flare"))
+            .env("FLARE_TOKEN", &s.token)
+            .env("FLARE_SERVER", &s.app.base)
+            .env("FLARE_WORKSPACE", &s.ws)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = flare(args);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(200), cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "flare {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    let created: sdk::SessionDetail = serde_json::from_str(
+        &run(&["session", "create", "--template", "sample", "--name", "cli", "--output", "json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(created.state, "running");
+    let why: sdk::SessionWhy =
+        serde_json::from_str(&run(&["session", "why", "cli", "--output", "json"]).await).unwrap();
+    assert_eq!(why.state, "running");
+    assert!(why.idle_deadline.is_some());
+    for (args, want) in [
+        (&["session", "sleep", "cli", "--output", "json"][..], "sleeping"),
+        (&["session", "start", "cli", "--output", "json"][..], "running"),
+        (&["session", "restart", "cli", "--output", "json"][..], "running"),
+        (&["session", "stop", "cli", "--output", "json"][..], "stopped"),
+    ] {
+        let mut cmd = flare(args);
+        let out = cmd.output().await.unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let d: sdk::SessionDetail = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d.state, want, "{args:?}");
+    }
+    // An illegal transition is a clear error, not a crash.
+    let out = flare(&["session", "sleep", "cli"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    let listed = run(&["session", "list", "--all"]).await;
+    assert!(listed.contains("cli") && listed.contains("stopped"), "{listed}");
+    let events = run(&["session", "events", "cli"]).await;
+    assert!(events.contains("state.running"), "{events}");
+    let deleted: sdk::SessionDetail = serde_json::from_str(
+        &run(&["session", "delete", "cli", "--yes", "--output", "json"]).await,
+    )
+    .unwrap();
+    assert_eq!(deleted.state, "deleted");
+    assert!(containers(&created.id).await.is_empty());
     s.app.stop().await;
 }

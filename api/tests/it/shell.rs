@@ -237,6 +237,7 @@ fn seeded_manifest(name: &str) -> String {
         resources: sdk::bundle::Resources::default(),
         idle_timeout_minutes: 30,
         labels: [("team".to_string(), "platform".to_string())].into_iter().collect(),
+        hooks: Default::default(),
     };
     serde_json::to_string(&m).unwrap()
 }

@@ -283,6 +283,20 @@ fn json_object(
 }
 
 impl Store {
+    /// The object key of the session's latest verified snapshot, if it has one: what a fresh
+    /// container is hydrated from.
+    pub async fn latest_snapshot_key(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sn.content_key FROM sessions s
+             JOIN snapshots sn ON sn.id = s.latest_snapshot_id
+             WHERE s.id = $1 AND sn.status = 'verified'",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| col(&r, "content_key")).transpose()
+    }
+
     /// The sessions of `workspace` that match `filter`, most recently changed first. Deleted
     /// sessions are never listed: their names are free for reuse and they are gone for the user.
     /// The active listing includes sessions being stopped or deleted.
