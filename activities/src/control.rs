@@ -194,6 +194,8 @@ impl ControlActivities {
             .append_session_event(&id, r.seq, &r.kind, &r.detail, r.at)
             .await
             .map_err(anyhow::Error::from)?;
+        // One usage event per step (zero minutes when the session was not running), keyed by
+        // the step so a retried record adds nothing.
         if let Some(minutes) = r.runtime_minutes {
             self.store
                 .record_usage(
@@ -252,6 +254,6 @@ pub struct SessionStep {
     pub generation: Option<u64>,
     pub container_id: Option<Option<String>>,
     pub error: Option<Option<String>>,
-    /// Minutes of a run that ended with this step.
+    /// Whole minutes the session ran since the previous step.
     pub runtime_minutes: Option<i64>,
 }

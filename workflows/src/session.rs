@@ -67,6 +67,9 @@ pub struct Carried {
     pub last_active: Option<i64>,
     pub pending: Vec<Op>,
     pub last_error: Option<String>,
+    /// Run time not yet reported as a whole minute.
+    #[serde(default)]
+    pub unbilled_ms: i64,
 }
 
 /// Per run, not carried.
@@ -326,18 +329,14 @@ impl Session {
         let at = now_ms(ctx);
         let (seq, node, generation, runtime_minutes) = ctx.state_mut(|s| {
             s.c.seq += 1;
-            let minutes = match (s.c.state.as_str(), state) {
-                ("running", to) if to != "running" => {
-                    s.c.running_since.map(|since| ((at - since).max(0) + 59_999) / 60_000)
-                }
-                _ => None,
-            };
+            // Every step reports the whole minutes run since the previous one; the remainder
+            // waits for the next, so frequent transitions neither lose nor inflate time.
+            let ran = s.c.running_since.map_or(0, |since| (at - since).max(0));
+            let total = s.c.unbilled_ms + ran;
+            let minutes = Some(total / 60_000);
+            s.c.unbilled_ms = total % 60_000;
             s.c.state = state.to_string();
-            if state == "running" {
-                s.c.running_since = Some(at);
-            } else {
-                s.c.running_since = None;
-            }
+            s.c.running_since = (state == "running").then_some(at);
             (s.c.seq, s.c.node.clone(), s.c.generation, minutes)
         });
         let container_id = match state {

@@ -221,6 +221,9 @@ async fn a_session_runs_sleeps_starts_stops_and_is_deleted_in_a_real_container()
     // Each fresh container was hydrated (no snapshot yet: nothing to restore).
     assert_eq!(events.iter().filter(|e| e.kind == "hydrate.empty").count(), 2, "{events:?}");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    // Every step wrote one usage event (runtime minutes since the previous step), keyed by step.
+    let usage: i64 = sqlx_count(&s.store(), &format!("{}:", created.workflow_id)).await;
+    assert_eq!(usage, events.len() as i64, "one usage event per session event");
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let actions = s.audit_actions().await;
     for a in [
@@ -640,4 +643,9 @@ async fn flare_session_create_returns_a_running_session_and_every_control_works(
     assert_eq!(deleted.state, "deleted");
     assert!(containers(&created.id).await.is_empty());
     s.app.stop().await;
+}
+
+/// Usage events whose idempotency key starts with `prefix`.
+async fn sqlx_count(store: &domain::Store, prefix: &str) -> i64 {
+    store.count_usage_events_with_key_prefix(prefix).await.unwrap()
 }

@@ -56,6 +56,22 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// How many usage events have an idempotency key starting with `prefix` (a workflow's
+    /// events: `<workflow id>:`), for audits and tests.
+    pub async fn count_usage_events_with_key_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM usage_events WHERE substr(idempotency_key, 1, $1) = $2",
+        )
+        .bind(i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX))
+        .bind(prefix)
+        .fetch_one(&self.pool)
+        .await?;
+        col(&row, "n")
+    }
+
     /// `workspace`'s usage from `since` (unix ms, inclusive) on, in one round trip.
     pub async fn usage_summary(
         &self,
