@@ -11,7 +11,8 @@ use domain::policy::{self, Permission};
 use domain::store::{NewSession, SessionRecord};
 use sdk::bundle::Manifest;
 use temporalio_client::{
-    WorkflowExecuteUpdateOptions, WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowQueryOptions,
+    WorkflowStartOptions,
     errors::{WorkflowStartError, WorkflowUpdateError},
 };
 
@@ -463,17 +464,38 @@ pub async fn why(
         .map_err(|_| AppError::Unavailable("Temporal is not reachable; retry"))?;
     let handle = client.get_workflow_handle::<workflows::Session>(s.workflow_id.clone());
     match handle.query(workflows::Session::describe, (), WorkflowQueryOptions::default()).await {
-        Ok(d) => Ok(sdk::SessionWhy {
-            state: d.state,
-            step: d.step,
-            attempts: d.attempts,
-            idle_deadline: d.idle_deadline,
-            lifetime_deadline: d.lifetime_deadline,
-            pending: d.pending,
-            node: d.node,
-            generation: d.generation,
-            last_error: d.last_error,
-        }),
+        Ok(d) => {
+            // The step's activity attempts and its last failure, from Temporal itself: what an
+            // operator would read in `temporal workflow describe`.
+            let pending = match handle.describe(WorkflowDescribeOptions::default()).await {
+                Ok(desc) => desc.raw_description.pending_activities,
+                Err(e) => {
+                    tracing::debug!("describe {}: {e}", s.workflow_id);
+                    Vec::new()
+                }
+            };
+            let attempts = pending
+                .iter()
+                .map(|a| u32::try_from(a.attempt).unwrap_or(0))
+                .max()
+                .unwrap_or(d.attempts);
+            let retrying = pending
+                .iter()
+                .filter_map(|a| a.last_failure.as_ref())
+                .map(|f| format!("retrying after: {}", f.message))
+                .next();
+            Ok(sdk::SessionWhy {
+                state: d.state,
+                step: d.step,
+                attempts,
+                idle_deadline: d.idle_deadline,
+                lifetime_deadline: d.lifetime_deadline,
+                pending: d.pending,
+                node: d.node,
+                generation: d.generation,
+                last_error: d.last_error.or(retrying),
+            })
+        }
         Err(e) => {
             tracing::warn!("describe {}: {e}", s.workflow_id);
             Ok(from_db())

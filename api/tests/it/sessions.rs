@@ -553,6 +553,11 @@ async fn a_node_killed_right_after_creating_the_container_leaves_exactly_one() {
     first.wait().await.unwrap();
     let _second = spawn_node(&s);
 
+    // While the host is gone, `why` says which step waits and how often it has been tried.
+    let why = s.client.session_why(&s.ws, &id).await.unwrap();
+    assert_eq!(why.state, "starting", "{why:?}");
+    assert!(!why.step.is_empty() && why.attempts >= 1, "{why:?}");
+
     let deadline = Instant::now() + Duration::from_secs(240);
     let running = loop {
         let now = s.client.session(&s.ws, &id).await.unwrap();
