@@ -44,3 +44,22 @@ impl TestApp {
         }
     }
 }
+
+/// The actions of the workspace's newest 200 audit events, newest first.
+pub async fn audit_actions(client: &sdk::Client, ws: &str) -> Vec<String> {
+    let page: serde_json::Value = client
+        .request(
+            sdk::client::Method::GET,
+            &sdk::client::workspace_path(ws, "/audit?limit=200"),
+            sdk::client::NO_BODY,
+        )
+        .await
+        .unwrap();
+    page["events"]
+        .as_array()
+        .or_else(|| page.as_array())
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect()
+}

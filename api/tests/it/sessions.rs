@@ -112,22 +112,7 @@ impl Stack {
     }
 
     async fn audit_actions(&self) -> Vec<String> {
-        let page: Value = self
-            .client
-            .request(
-                sdk::client::Method::GET,
-                &sdk::client::workspace_path(&self.ws, "/audit?limit=200"),
-                sdk::client::NO_BODY,
-            )
-            .await
-            .unwrap();
-        page["events"]
-            .as_array()
-            .or_else(|| page.as_array())
-            .unwrap()
-            .iter()
-            .map(|e| e["action"].as_str().unwrap().to_string())
-            .collect()
+        crate::helpers::audit_actions(&self.client, &self.ws).await
     }
 }
 
