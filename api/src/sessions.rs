@@ -104,14 +104,8 @@ async fn audit(
     s: &SessionRecord,
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
-    let e = meta
-        .audit(action)
-        .actor(&principal.user.id)
-        .workspace(&ctx.workspace.id)
-        .target("session", s.id.to_string())
-        .detail(detail);
-    state.store.append_audit(&e).await?;
-    Ok(())
+    let target = ("session", s.id.to_string());
+    crate::workspaces::audit(state, meta, principal, &ctx.workspace, action, target, detail).await
 }
 
 /// Polls the database until `done` says the session got where it was going, or [`WAIT`].

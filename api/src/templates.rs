@@ -104,14 +104,7 @@ async fn audit(
     target: (&str, String),
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
-    let e = meta
-        .audit(action)
-        .actor(&principal.user.id)
-        .workspace(&ctx.workspace.id)
-        .target(target.0, target.1)
-        .detail(detail);
-    state.store.append_audit(&e).await?;
-    Ok(())
+    crate::workspaces::audit(state, meta, principal, &ctx.workspace, action, target, detail).await
 }
 
 fn check_description(d: &str) -> Result<(), AppError> {

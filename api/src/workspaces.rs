@@ -26,7 +26,9 @@ fn parse_role(raw: &str) -> Result<Role, AppError> {
         .map_err(|_| AppError::invalid("role", "role: must be owner, admin, member or viewer"))
 }
 
-async fn audit(
+/// Records one audit event by `principal` in workspace `ws`: the one way the workspace-scoped
+/// services (members, templates, sessions) write theirs.
+pub(crate) async fn audit(
     state: &AppState,
     meta: &RequestMeta,
     principal: &Principal,
