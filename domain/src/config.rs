@@ -41,6 +41,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub node: NodeConfig,
     pub build: BuildConfig,
+    pub runtime: RuntimeConfig,
     pub turnstile: TurnstileConfig,
     pub auth: AuthConfig,
 }
@@ -121,6 +122,37 @@ pub struct NodeConfig {
     /// Where session data directories live on this host (one per session).
     /// Example: `data_dir = "/var/lib/burstflare/sessions"`.
     pub data_dir: PathBuf,
+    /// Where this node's tunnel listens: the API reaches session agents on this host through it
+    /// (SSH and terminal WebSockets). Keep it on loopback or a private network.
+    /// Example: `tunnel_listen = "10.0.0.5:7443"` (default `127.0.0.1:0`: any free port).
+    pub tunnel_listen: SocketAddr,
+    /// The tunnel's URL as the API should reach it, published in the node's heartbeat; default:
+    /// `http://<tunnel_listen's bound address>`. Example: `tunnel_url = "http://host-a.internal:7443"`.
+    pub tunnel_url: Option<url::Url>,
+}
+
+/// Connecting to sessions (docs/ssh.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Shared by the API and every node: agent tokens and session host keys are derived from it
+    /// (HMAC-SHA256), so it must be the same everywhere, at least 32 characters, and secret.
+    /// Changing it changes every session's host key. `burstflare dev` generates one.
+    /// Example: `secret = "…64 hex characters…"` (or `BURSTFLARE_RUNTIME__SECRET`).
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: SecretString,
+    /// Lifetime of a runtime token (and of each renewal), in seconds.
+    /// Example: `token_ttl_secs = 300`.
+    pub token_ttl_secs: u64,
+    /// How often a live SSH or terminal connection re-checks its access (token, membership,
+    /// role, session state), in milliseconds. Example: `recheck_ms = 1000`.
+    pub recheck_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { secret: SecretString::from(String::new()), token_ttl_secs: 300, recheck_ms: 1000 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +274,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             node: NodeConfig::default(),
             build: BuildConfig::default(),
+            runtime: RuntimeConfig::default(),
             turnstile: TurnstileConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -305,6 +338,8 @@ impl Default for NodeConfig {
             ),
             data_dir: PathBuf::from("/var/lib/burstflare/sessions"),
             in_process: true,
+            tunnel_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tunnel_url: None,
         }
     }
 }
@@ -331,6 +366,7 @@ impl Config {
         fig = fig.merge(Serialized::default("database.url", "sqlite://burstflare.db?mode=rwc"));
         fig = fig.merge(Serialized::default("storage.secret_access_key", ""));
         fig = fig.merge(Serialized::default("turnstile.secret", ""));
+        fig = fig.merge(Serialized::default("runtime.secret", ""));
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::MissingFile { path: path.to_path_buf() });
@@ -426,6 +462,22 @@ impl Config {
         }
         if !self.turnstile.secret.expose_secret().is_empty() && self.turnstile.site_key.is_empty() {
             return Err(invalid("turnstile.site_key", "required when turnstile.secret is set"));
+        }
+        let r = &self.runtime;
+        let secret = r.secret.expose_secret();
+        if !secret.is_empty() && secret.len() < 32 {
+            return Err(invalid("runtime.secret", "must be at least 32 characters (or empty)"));
+        }
+        if !(30..=3600).contains(&r.token_ttl_secs) {
+            return Err(invalid("runtime.token_ttl_secs", "must be between 30 and 3600"));
+        }
+        if !(100..=60_000).contains(&r.recheck_ms) {
+            return Err(invalid("runtime.recheck_ms", "must be between 100 and 60000"));
+        }
+        if let Some(u) = &self.node.tunnel_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            return Err(invalid("node.tunnel_url", "must be an http or https URL"));
         }
         Ok(())
     }

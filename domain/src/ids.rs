@@ -102,6 +102,8 @@ uuid_id! {
     PlanId => "plan id",
     AuditId => "audit id",
     SelfCheckId => "self-check id",
+    SshKeyId => "ssh key id",
+    RuntimeTokenId => "runtime token id",
 }
 
 macro_rules! string_newtype {

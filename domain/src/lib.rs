@@ -4,6 +4,7 @@
 pub mod blob;
 pub mod botcheck;
 pub mod config;
+pub mod connect;
 pub mod ids;
 pub mod passkeys;
 pub mod policy;

@@ -19,6 +19,8 @@ pub enum SecretKind {
     AccessToken,
     /// Rotating CLI refresh token.
     RefreshToken,
+    /// Short-lived token for one session's SSH WebSocket (`sdk::RUNTIME_TOKEN_PREFIX`).
+    RuntimeToken,
 }
 
 impl SecretKind {
@@ -31,6 +33,7 @@ impl SecretKind {
             SecretKind::DeviceCode => "bfd_",
             SecretKind::AccessToken => "bfa_",
             SecretKind::RefreshToken => "bfr_",
+            SecretKind::RuntimeToken => sdk::RUNTIME_TOKEN_PREFIX,
         }
     }
 }

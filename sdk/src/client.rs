@@ -19,6 +19,7 @@ use crate::{
     BuildLog, ConfirmedVersion, CreateTemplate, CreateVersion, TemplateBuild, TemplateDetail,
     TemplateSummary, TemplateVersion, UploadTicket,
 };
+use crate::{AddSshKey, HostKey, RenewedRuntimeToken, RuntimeToken, SshKey};
 use crate::{CreateSession, SessionDetail, SessionEvent, SessionSummary, SessionWhy};
 
 /// The `body` argument of [`Client::request`] for requests without one.
@@ -139,6 +140,23 @@ impl Client {
 
     pub fn base_url(&self) -> &url::Url {
         &self.base
+    }
+
+    /// `path` on this server as a WebSocket URL (`http` becomes `ws`, `https` becomes `wss`).
+    pub fn socket_url(&self, path: &str) -> Result<url::Url, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: format!("{}{path}", self.base),
+            reason,
+        };
+        let mut url = self.base.join(path).map_err(|e| invalid(e.to_string()))?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme).map_err(|()| invalid(format!("cannot use scheme {scheme}")))?;
+        Ok(url)
+    }
+
+    /// The bearer token this client sends, if any (for WebSocket requests made outside it).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// Sends one request and decodes the JSON answer. A 2xx without a body decodes as JSON
@@ -417,6 +435,63 @@ impl Client {
     /// `GET /api/v1/workspaces/{ws}/sessions/{id}/why`
     pub async fn session_why(&self, ws: &str, id: &str) -> Result<SessionWhy, ClientError> {
         self.request(Method::GET, &session_path(ws, id, "/why"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/me/ssh-keys`: the caller's SSH public keys, oldest first.
+    pub async fn ssh_keys(&self) -> Result<Vec<SshKey>, ClientError> {
+        self.request(Method::GET, &format!("{}/me/ssh-keys", routes::API_V1), NO_BODY).await
+    }
+
+    /// `POST /api/v1/me/ssh-keys`: registers a key (the same key again answers with the existing
+    /// entry).
+    pub async fn add_ssh_key(&self, body: &AddSshKey) -> Result<SshKey, ClientError> {
+        self.request(Method::POST, &format!("{}/me/ssh-keys", routes::API_V1), Some(body)).await
+    }
+
+    /// `DELETE /api/v1/me/ssh-keys/{id}`
+    pub async fn remove_ssh_key(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("{}/me/ssh-keys/{}", routes::API_V1, encode_segment(id));
+        self.request_empty(Method::DELETE, &path, NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}/host-key`
+    pub async fn session_host_key(&self, ws: &str, id: &str) -> Result<HostKey, ClientError> {
+        self.request(Method::GET, &session_path(ws, id, "/host-key"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/sessions/{id}/runtime-token`
+    pub async fn runtime_token(&self, ws: &str, id: &str) -> Result<RuntimeToken, ClientError> {
+        self.request(Method::POST, &session_path(ws, id, "/runtime-token"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/sessions/{id}/runtime-token/{token}/renew`
+    pub async fn renew_runtime_token(
+        &self,
+        ws: &str,
+        id: &str,
+        token_id: &str,
+    ) -> Result<RenewedRuntimeToken, ClientError> {
+        let rest = format!("/runtime-token/{}/renew", encode_segment(token_id));
+        self.request(Method::POST, &session_path(ws, id, &rest), NO_BODY).await
+    }
+
+    /// `DELETE /api/v1/workspaces/{ws}/sessions/{id}/runtime-token/{token}`: live connections
+    /// made with it are cut.
+    pub async fn revoke_runtime_token(
+        &self,
+        ws: &str,
+        id: &str,
+        token_id: &str,
+    ) -> Result<(), ClientError> {
+        let rest = format!("/runtime-token/{}", encode_segment(token_id));
+        self.request_empty(Method::DELETE, &session_path(ws, id, &rest), NO_BODY).await
+    }
+
+    /// The `ws://` (or `wss://`) URL of a session's SSH WebSocket,
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}/ssh`; send the runtime token as
+    /// `Authorization: Bearer`.
+    pub fn ssh_socket_url(&self, ws: &str, id: &str) -> Result<url::Url, ClientError> {
+        self.socket_url(&session_path(ws, id, "/ssh"))
     }
 
     /// `GET /api/v1/workspaces/{ws}/builds/{id}`

@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod client;
+pub mod connect;
 pub mod device;
 pub mod error;
 pub mod identity;
@@ -14,6 +15,7 @@ pub mod types;
 pub mod workspace_views;
 
 pub use client::{Client, ClientError};
+pub use connect::*;
 pub use device::*;
 pub use error::{ApiError, ErrorCode};
 pub use identity::*;

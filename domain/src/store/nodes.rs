@@ -15,6 +15,8 @@ pub struct NodeRecord {
     pub agent_version: Option<String>,
     pub first_seen_at: i64,
     pub last_seen_at: i64,
+    /// Where the API reaches this node's tunnel (SSH and terminal WebSockets), once reported.
+    pub tunnel_url: Option<String>,
     /// Live sessions (any state but `deleted`) pinned to it.
     pub sessions: u64,
 }
@@ -27,6 +29,7 @@ fn node_from_row(row: &AnyRow) -> Result<NodeRecord, StoreError> {
         agent_version: col(row, "agent_version")?,
         first_seen_at: col(row, "first_seen_at")?,
         last_seen_at: col(row, "last_seen_at")?,
+        tunnel_url: col(row, "tunnel_url")?,
         sessions: u64::try_from(sessions)
             .map_err(|_| StoreError::Corrupt(format!("negative count {sessions}")))?,
     })
@@ -41,22 +44,26 @@ impl Store {
         id: &str,
         docker_version: &str,
         agent_version: Option<&str>,
+        tunnel_url: Option<&str>,
     ) -> Result<(), StoreError> {
         if id.trim().is_empty() {
             return Err(StoreError::Invalid("node id: must not be empty".to_owned()));
         }
         sqlx::query(
-            "INSERT INTO nodes (id, docker_version, agent_version, first_seen_at, last_seen_at)
-             VALUES ($1, $2, $3, $4, $4)
+            "INSERT INTO nodes (id, docker_version, agent_version, first_seen_at, last_seen_at,
+                                tunnel_url)
+             VALUES ($1, $2, $3, $4, $4, $5)
              ON CONFLICT (id) DO UPDATE
              SET docker_version = excluded.docker_version,
                  agent_version = excluded.agent_version,
-                 last_seen_at = excluded.last_seen_at",
+                 last_seen_at = excluded.last_seen_at,
+                 tunnel_url = excluded.tunnel_url",
         )
         .bind(id)
         .bind(docker_version)
         .bind(agent_version)
         .bind(now_ms())
+        .bind(tunnel_url)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -68,6 +75,7 @@ impl Store {
         let live = SESSION_LIVE_STATES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>();
         let sql = format!(
             "SELECT n.id, n.docker_version, n.agent_version, n.first_seen_at, n.last_seen_at,
+                    n.tunnel_url,
                     (SELECT COUNT(*) FROM sessions s
                      WHERE s.node_id = n.id AND s.state IN ({})) AS sessions
              FROM nodes n
@@ -80,5 +88,21 @@ impl Store {
         // and SQLite by bytes, and placement should not depend on the backend.
         nodes.sort_by(|a, b| a.sessions.cmp(&b.sessions).then_with(|| a.id.cmp(&b.id)));
         Ok(nodes)
+    }
+
+    /// Node `id` (with its live session count), however long ago it was seen.
+    pub async fn node_by_id(&self, id: &str) -> Result<Option<NodeRecord>, StoreError> {
+        let live = SESSION_LIVE_STATES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT n.id, n.docker_version, n.agent_version, n.first_seen_at, n.last_seen_at,
+                    n.tunnel_url,
+                    (SELECT COUNT(*) FROM sessions s
+                     WHERE s.node_id = n.id AND s.state IN ({})) AS sessions
+             FROM nodes n
+             WHERE n.id = $1",
+            live.join(", ")
+        );
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(node_from_row).transpose()
     }
 }

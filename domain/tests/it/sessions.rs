@@ -487,15 +487,15 @@ async fn nodes(store: &Store) {
 
     let before = now_ms();
     assert!(store.live_nodes(0).await.unwrap().is_empty());
-    store.heartbeat_node("host-b", "27.0.1", Some("0.1.0")).await.unwrap();
-    store.heartbeat_node("host-a", "27.0.1", None).await.unwrap();
-    store.heartbeat_node("host-c", "26.1.0", Some("0.1.0")).await.unwrap();
-    store.heartbeat_node("host-old", "20.0.0", None).await.unwrap();
+    store.heartbeat_node("host-b", "27.0.1", Some("0.1.0"), None).await.unwrap();
+    store.heartbeat_node("host-a", "27.0.1", None, Some("http://127.0.0.1:7443")).await.unwrap();
+    store.heartbeat_node("host-c", "26.1.0", Some("0.1.0"), None).await.unwrap();
+    store.heartbeat_node("host-old", "20.0.0", None, None).await.unwrap();
     sqlx::query("UPDATE nodes SET first_seen_at = 5, last_seen_at = 10 WHERE id = 'host-old'")
         .execute(store.pool())
         .await
         .unwrap();
-    let err = store.heartbeat_node(" ", "27.0.1", None).await.unwrap_err();
+    let err = store.heartbeat_node(" ", "27.0.1", None, None).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 
     // Pin sessions: two live ones on host-b, one on host-c, and a deleted one on host-a, which
@@ -520,6 +520,10 @@ async fn nodes(store: &Store) {
     let a = &live[0];
     assert_eq!((a.docker_version.as_str(), a.agent_version.as_deref()), ("27.0.1", None));
     assert!(a.first_seen_at >= before && a.first_seen_at == a.last_seen_at);
+    assert_eq!(a.tunnel_url.as_deref(), Some("http://127.0.0.1:7443"));
+    let by_id = store.node_by_id("host-b").await.unwrap().expect("host-b");
+    assert_eq!((by_id.sessions, by_id.tunnel_url), (2, None));
+    assert!(store.node_by_id("nowhere").await.unwrap().is_none());
     // Ties (host-c and host-old have one session each) go by id.
     let all = store.live_nodes(0).await.unwrap();
     assert_eq!(
@@ -528,7 +532,7 @@ async fn nodes(store: &Store) {
     );
 
     // A heartbeat updates what the node runs and when it was last seen, not when it first was.
-    store.heartbeat_node("host-old", "27.0.1", Some("0.2.0")).await.unwrap();
+    store.heartbeat_node("host-old", "27.0.1", Some("0.2.0"), None).await.unwrap();
     let old = store.live_nodes(before).await.unwrap().into_iter().find(|n| n.id == "host-old");
     let old = old.expect("seen again");
     assert_eq!((old.first_seen_at, old.sessions), (5, 1));
@@ -542,6 +546,93 @@ async fn nodes(store: &Store) {
 on_both_backends!(nodes =>
     nodes_report_in_and_are_listed_least_loaded_first_on_sqlite,
     nodes_report_in_and_are_listed_least_loaded_first_on_postgres);
+
+async fn connect_material(store: &Store) {
+    use domain::connect::parse_public_key;
+    use domain::ids::{RuntimeTokenId, SshKeyId};
+    let (alice, ws) = sign_up(store, "Alice").await;
+    let (bob, _) = sign_up(store, "Bob").await;
+    let rust = template(store, &ws.id, "rust", &alice).await;
+    let place = Place { workspace: &ws.id, owner: &alice.id, template: &rust };
+    let session = place.create(store, "dev").await;
+
+    // SSH keys: added once per user, listed oldest first, removable only by their owner.
+    let key = parse_public_key(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b",
+    )
+    .unwrap();
+    let (k1, created) = store.add_ssh_key(&alice.id, "laptop", &key, T).await.unwrap();
+    assert!(created);
+    let (again, created) = store.add_ssh_key(&alice.id, "renamed", &key, T + 1).await.unwrap();
+    assert!(!created);
+    assert_eq!(again, k1, "the same key again answers with the existing entry");
+    let (bobs, created) = store.add_ssh_key(&bob.id, "bob", &key, T).await.unwrap();
+    assert!(created && bobs.id != k1.id, "another user may register the same key");
+    assert_eq!(store.ssh_keys(&alice.id).await.unwrap(), [k1.clone()]);
+    let theirs = store.remove_ssh_key(&bob.id, &k1.id).await;
+    assert!(matches!(theirs, Err(StoreError::NotFound)), "someone else's key");
+    assert!(matches!(
+        store.remove_ssh_key(&alice.id, &SshKeyId::new()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.remove_ssh_key(&alice.id, &k1.id).await.unwrap(), k1);
+    assert!(store.ssh_keys(&alice.id).await.unwrap().is_empty());
+    assert_eq!(store.ssh_keys(&bob.id).await.unwrap().len(), 1);
+
+    // Runtime tokens: found by hash while active; renew moves the expiry forward only; revoke
+    // ends them for good; other users and sessions cannot touch them.
+    let now = now_ms();
+    let t = store
+        .create_runtime_token(&alice.id, &session.id, b"hash-1", now, now + 60_000)
+        .await
+        .unwrap();
+    let found = store.runtime_token_by_hash(b"hash-1", now).await.unwrap().expect("active");
+    assert_eq!(found, t);
+    assert!(store.runtime_token_by_hash(b"hash-1", now + 60_000).await.unwrap().is_none());
+    assert!(store.runtime_token_by_hash(b"other", now).await.unwrap().is_none());
+    let renewed = store
+        .renew_runtime_token(&alice.id, &session.id, &t.id, now, now + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed.expires_at, now + 120_000);
+    let not_back = store
+        .renew_runtime_token(&alice.id, &session.id, &t.id, now, now + 90_000)
+        .await
+        .unwrap();
+    assert_eq!(not_back.expires_at, now + 120_000, "never moves backwards");
+    for (user, sid, id) in [
+        (&bob.id, &session.id, &t.id),
+        (&alice.id, &SessionId::new(), &t.id),
+        (&alice.id, &session.id, &RuntimeTokenId::new()),
+    ] {
+        let renew = store.renew_runtime_token(user, sid, id, now, now + 200_000).await;
+        assert!(matches!(renew, Err(StoreError::NotFound)));
+        let revoke = store.revoke_runtime_token(user, sid, id, now).await;
+        assert!(matches!(revoke, Err(StoreError::NotFound)));
+    }
+    let revoked = store.revoke_runtime_token(&alice.id, &session.id, &t.id, now + 1).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(now + 1));
+    assert!(!revoked.active_at(now + 2));
+    assert!(store.runtime_token_by_hash(b"hash-1", now + 2).await.unwrap().is_none());
+    let dead = store.renew_runtime_token(&alice.id, &session.id, &t.id, now + 2, now + 300_000);
+    assert!(matches!(dead.await, Err(StoreError::NotFound)), "a revoked token stays dead");
+    store.revoke_runtime_token(&alice.id, &session.id, &t.id, now + 3).await.unwrap();
+
+    // An expired token cannot be renewed either, and purging removes it.
+    let old = store
+        .create_runtime_token(&alice.id, &session.id, b"hash-2", now - 10_000, now - 5_000)
+        .await
+        .unwrap();
+    let late = store.renew_runtime_token(&alice.id, &session.id, &old.id, now, now + 60_000);
+    assert!(matches!(late.await, Err(StoreError::NotFound)));
+    assert_eq!(store.purge_runtime_tokens(now).await.unwrap(), 1);
+    assert!(store.runtime_token(&old.id).await.unwrap().is_none());
+    assert!(store.runtime_token(&t.id).await.unwrap().is_some(), "not expired yet");
+}
+
+on_both_backends!(connect_material =>
+    ssh_keys_and_runtime_tokens_on_sqlite,
+    ssh_keys_and_runtime_tokens_on_postgres);
 
 /// The rebuilt sessions table (SQLite) and the replaced constraint (PostgreSQL) keep every
 /// foreign key and check that points at or from sessions.
