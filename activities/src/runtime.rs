@@ -114,10 +114,38 @@ pub trait RuntimeProvider: Send + Sync {
 }
 
 /// Where the Docker runtime finds the agent and keeps session data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DockerRuntimeSettings {
     pub agent_path: PathBuf,
     pub data_dir: PathBuf,
+    /// `[runtime] secret`: each container's agent token and the session's host key are derived
+    /// from it (domain::connect). Empty: agents start without them and refuse connections.
+    pub runtime_secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for DockerRuntimeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntimeSettings")
+            .field("agent_path", &self.agent_path)
+            .field("data_dir", &self.data_dir)
+            .field("runtime_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The environment the agent of `spec`'s container gets on top of the template's: its agent
+/// token and the session's host key (docs/ssh.md). The agent removes both from its environment
+/// before starting anything.
+pub fn agent_env(secret: &[u8], spec: &ContainerSpec) -> Result<Vec<String>, RuntimeError> {
+    if secret.is_empty() {
+        return Ok(Vec::new());
+    }
+    let token = domain::connect::agent_token(secret, &spec.session_id, spec.generation);
+    let key = domain::connect::host_key(secret, &spec.session_id).map_err(RuntimeError::Permanent)?;
+    Ok(vec![
+        format!("BURSTFLARE_AGENT_TOKEN={token}"),
+        format!("BURSTFLARE_HOST_KEY={}", key.private_openssh),
+    ])
 }
 
 pub struct DockerRuntime {
@@ -241,11 +269,18 @@ impl RuntimeProvider for DockerRuntime {
         let mut entrypoint = vec![AGENT_MOUNT.to_string(), "supervise".into(), "--".into()];
         entrypoint.extend(cmd);
         let memory = i64::from(spec.memory_mb) * 1024 * 1024;
+        let mut env: Vec<String> = spec
+            .env
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "BURSTFLARE_AGENT_TOKEN" | "BURSTFLARE_HOST_KEY"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.extend(agent_env(&self.settings.runtime_secret, spec)?);
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: Some(entrypoint),
             cmd: Some(vec![]),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(env),
             labels: Some(labels),
             exposed_ports: Some(exposed),
             hostname: Some(format!("bf-{}", &spec.session_id[..spec.session_id.len().min(12)])),

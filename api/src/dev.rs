@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rand::RngCore;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::process::Command;
@@ -138,6 +138,9 @@ impl DevStack {
         config.storage.access_key_id = secrets.s3_access_key.clone();
         config.storage.secret_access_key = SecretString::from(secrets.s3_secret_key.clone());
         config.storage.force_path_style = true;
+        if config.runtime.secret.expose_secret().is_empty() {
+            config.runtime.secret = SecretString::from(secrets.runtime_secret.clone());
+        }
         config.temporal.address = url::Url::parse(&format!("http://127.0.0.1:{temporal_port}"))?;
         config.registry.url = url::Url::parse(&format!("http://127.0.0.1:{registry_port}"))?;
         config.node.data_dir = dir.join("sessions");
@@ -351,12 +354,22 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// S3 credentials for the embedded server, generated on first start and kept, so a second
-/// start on the same directory uses the same ones.
+/// S3 credentials for the embedded server and the runtime secret (agent tokens, session host
+/// keys), generated on first start and kept, so a second start on the same directory uses the
+/// same ones (and sessions keep their host keys).
 #[derive(Serialize, Deserialize)]
 struct DevSecrets {
     s3_access_key: String,
     s3_secret_key: String,
+    /// Added with issue 8: older files get one on their next start.
+    #[serde(default)]
+    runtime_secret: String,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 impl DevSecrets {
@@ -365,13 +378,29 @@ impl DevSecrets {
         let path = dir.join("dev-secrets.toml");
         if path.exists() {
             let text = std::fs::read_to_string(&path)?;
-            return toml::from_str(&text).with_context(|| format!("reading {}", path.display()));
+            let mut secrets: Self =
+                toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+            if secrets.runtime_secret.is_empty() {
+                secrets.runtime_secret = random_hex(32);
+                let tmp = dir.join("dev-secrets.toml.tmp");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                std::io::Write::write_all(&mut f, toml::to_string(&secrets)?.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            return Ok(secrets);
         }
         let mut bytes = [0u8; 30];
         rand::rng().fill_bytes(&mut bytes);
         let secrets = Self {
             s3_access_key: format!("BFDEV{}", hex::encode_upper(&bytes[..8])),
             s3_secret_key: hex::encode(&bytes[8..]),
+            runtime_secret: random_hex(32),
         };
         let mut f =
             std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;

@@ -13,6 +13,7 @@ use crate::{AppError, AppState, health, metrics};
 /// Every route behind an access rule: the JSON API and the pages.
 pub fn route_table() -> Vec<RouteDef> {
     let mut defs = crate::v1::routes();
+    defs.extend(crate::connect::routes());
     defs.extend(crate::pages::routes());
     defs
 }
@@ -28,6 +29,21 @@ pub fn router(state: AppState) -> Router {
         .route(web::LIVE_JS_PATH, get(|| script(web::LIVE_JS)))
         .route(web::BUILD_LOG_JS_PATH, get(|| script(web::BUILD_LOG_JS)))
         .route(web::SESSION_JS_PATH, get(|| script(web::SESSION_JS)))
+        .route(web::TERMINAL_JS_PATH, get(|| script(web::TERMINAL_JS)))
+        .route(web::XTERM_JS_PATH, get(|| script(web::XTERM_JS)))
+        .route(web::XTERM_FIT_JS_PATH, get(|| script(web::XTERM_FIT_JS)))
+        .route(
+            web::XTERM_CSS_PATH,
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                    ],
+                    web::XTERM_CSS,
+                )
+            }),
+        )
         .route(web::FAVICON_PATH, get(favicon))
         .route(
             "/favicon.ico",

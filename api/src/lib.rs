@@ -2,6 +2,7 @@
 //! process orchestration of `burstflare dev`, and the `burstflare` subcommands.
 
 pub mod auth;
+pub mod connect;
 pub mod bootstrap;
 pub mod children;
 pub mod dev;
@@ -18,6 +19,7 @@ pub mod sessions;
 pub mod state;
 pub mod templates;
 pub mod temporal;
+pub mod tunnel;
 pub mod v1;
 pub mod workers;
 pub mod workspaces;

@@ -267,7 +267,12 @@ pub async fn create(
         session_id: s.id.to_string(),
         workspace_id: ctx.workspace.id.to_string(),
         image,
-        env: manifest.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        env: manifest
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .chain(manifest.user.iter().map(|u| ("BURSTFLARE_SESSION_USER".to_owned(), u.clone())))
+            .collect(),
         cpu_millis: manifest.resources.cpu_millis,
         memory_mb: manifest.resources.memory_mb,
         ports: manifest.ports.iter().map(|p| p.port).collect(),

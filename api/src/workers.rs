@@ -15,6 +15,7 @@ use activities::build::BuilderSettings;
 use activities::runtime::{DockerRuntime, DockerRuntimeSettings, RuntimeProvider};
 use activities::{BuilderActivities, ControlActivities, NodeActivities};
 use domain::Store;
+use secrecy::ExposeSecret;
 
 type Stop = Box<dyn Fn() + Send + Sync>;
 
@@ -61,18 +62,30 @@ impl Workers {
     ) -> anyhow::Result<()> {
         let id = config.node.id.clone();
         let name = format!("node worker on {}", activities::node_task_queue(&id));
+        let secret = config.runtime.secret.expose_secret().as_bytes().to_vec();
         let settings = DockerRuntimeSettings {
             agent_path: config.node.agent_path.clone(),
             data_dir: config.node.data_dir.clone(),
+            runtime_secret: secret.clone(),
         };
+        let tunnel = crate::tunnel::NodeTunnel::start(
+            config.node.tunnel_listen,
+            config.node.tunnel_url.clone(),
+            secret,
+            docker.clone(),
+        )
+        .await?;
+        let tunnel_url = tunnel.url().to_string();
+        tracing::info!("node tunnel listening on {tunnel_url}");
+        self.tasks.push(tunnel.into_task());
         let version = docker.version().await.ok().and_then(|v| v.version).unwrap_or_default();
-        store.heartbeat_node(&id, &version, None).await?;
+        store.heartbeat_node(&id, &version, None, Some(&tunnel_url)).await?;
         let beat_id = id.clone();
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
                 tick.tick().await;
-                if let Err(e) = store.heartbeat_node(&beat_id, &version, None).await {
+                if let Err(e) = store.heartbeat_node(&beat_id, &version, None, Some(&tunnel_url)).await {
                     tracing::warn!("node heartbeat: {e}");
                 }
             }

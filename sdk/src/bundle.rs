@@ -157,6 +157,10 @@ pub struct Manifest {
     /// Commands run inside the session at lifecycle points.
     #[serde(default)]
     pub hooks: Hooks,
+    /// The user SSH logins, commands, SFTP and the browser terminal run as (a name from the
+    /// image's /etc/passwd: `^[a-z_][a-z0-9_-]{0,31}$`); default: the user the agent runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Longest hook command, in bytes.
@@ -264,6 +268,8 @@ pub struct ManifestView {
     pub resources: Resources,
     pub idle_timeout_minutes: u32,
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// An environment variable as shown to anyone: `value` is `None` when `secret`.
@@ -375,6 +381,17 @@ impl Manifest {
         );
         check_labels(&self.labels, &mut errors);
         check_hooks(&self.hooks, &mut errors);
+        if let Some(user) = &self.user {
+            let ok = user.len() <= 32
+                && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !ok {
+                errors.push(BundleError::new(
+                    "user",
+                    "user: 1 to 32 characters of a-z, 0-9, '_' and '-', starting with a letter or '_'",
+                ));
+            }
+        }
         errors
     }
 
@@ -400,6 +417,7 @@ impl Manifest {
             resources: self.resources,
             idle_timeout_minutes: self.idle_timeout_minutes,
             labels: self.labels.clone(),
+            user: self.user.clone(),
         }
     }
 }

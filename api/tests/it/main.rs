@@ -7,6 +7,7 @@ mod authz;
 mod browser;
 mod browserish;
 mod builds;
+mod connect;
 mod commands;
 mod dev_command;
 mod device;

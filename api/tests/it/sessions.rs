@@ -9,14 +9,14 @@ use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowHistory};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
-struct Stack {
-    app: TestApp,
-    client: sdk::Client,
-    ws: String,
-    token: String,
+pub(crate) struct Stack {
+    pub(crate) app: TestApp,
+    pub(crate) client: sdk::Client,
+    pub(crate) ws: String,
+    pub(crate) token: String,
 }
 
-async fn stack() -> Stack {
+pub(crate) async fn stack() -> Stack {
     stack_from(spawn_app().await).await
 }
 
@@ -30,12 +30,12 @@ async fn stack_from(app: TestApp) -> Stack {
 }
 
 impl Stack {
-    fn store(&self) -> domain::Store {
+    pub(crate) fn store(&self) -> domain::Store {
         self.app.stack.as_ref().unwrap().store.clone()
     }
 
     /// Uploads `deploy/templates/devbox` as template `name` and waits for its build.
-    async fn template(&self, name: &str) {
+    pub(crate) async fn template(&self, name: &str) {
         let dir = tempfile::tempdir().unwrap();
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/templates/devbox");
         for entry in std::fs::read_dir(&sample).unwrap() {
@@ -78,7 +78,7 @@ impl Stack {
         }
     }
 
-    async fn create(
+    pub(crate) async fn create(
         &self,
         template: &str,
         name: &str,
@@ -111,7 +111,7 @@ impl Stack {
         serde_json::from_slice(&json).unwrap()
     }
 
-    async fn audit_actions(&self) -> Vec<String> {
+    pub(crate) async fn audit_actions(&self) -> Vec<String> {
         crate::helpers::audit_actions(&self.client, &self.ws).await
     }
 }

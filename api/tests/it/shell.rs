@@ -238,6 +238,7 @@ fn seeded_manifest(name: &str) -> String {
         idle_timeout_minutes: 30,
         labels: [("team".to_string(), "platform".to_string())].into_iter().collect(),
         hooks: Default::default(),
+        user: None,
     };
     serde_json::to_string(&m).unwrap()
 }

@@ -1,0 +1,406 @@
+//! Forwarding WebSocket upgrades byte for byte, and the node tunnel built on it (docs/ssh.md).
+//!
+//! Neither the API nor the node speaks WebSocket on these paths: each forwards the client's
+//! upgrade request (its `Sec-WebSocket-Key` included) to the next hop and relays the answer, so
+//! the handshake happens end to end between the client and the session agent, and after the
+//! `101` both sides are spliced as plain byte streams. No re-framing, no extra copies, and the
+//! agent is the only WebSocket implementation on the path.
+//!
+//! The node tunnel (`burstflare node`, in-process under `dev`) listens on `[node] tunnel_listen`
+//! and answers `GET /v1/sessions/{session}/{generation}/{ssh|pty}`: it checks the agent token
+//! (derived from `[runtime] secret`, so a node needs no database), finds that container's agent
+//! port on 127.0.0.1 and forwards the upgrade there.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// How long connecting to and hearing back from the next hop may take.
+const HOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most of an error body relayed from the next hop.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// Request headers of the WebSocket handshake that travel to the next hop.
+const HANDSHAKE_HEADERS: [HeaderName; 4] = [
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::ORIGIN,
+];
+/// Response headers of the next hop's `101` that travel back.
+const ANSWER_HEADERS: [HeaderName; 2] = [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL];
+
+/// Whether `headers` ask for a WebSocket upgrade.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let has = |name: HeaderName, token: &str| {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+            v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    has(header::CONNECTION, "upgrade")
+        && has(header::UPGRADE, "websocket")
+        && headers.contains_key(header::SEC_WEBSOCKET_KEY)
+}
+
+/// Where and how to forward an upgrade.
+pub struct Hop {
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// Path and query on the next hop.
+    pub path_and_query: String,
+    /// Extra headers for the next hop (credentials, who is connecting).
+    pub headers: HeaderMap,
+}
+
+/// Why forwarding failed before the splice.
+#[derive(Debug)]
+pub enum HopError {
+    /// The next hop could not be reached or broke the protocol.
+    Unreachable(String),
+    /// The next hop refused with this status and body (relayed as is).
+    Refused { status: StatusCode, content_type: Option<HeaderValue>, body: Bytes },
+}
+
+impl IntoResponse for HopError {
+    fn into_response(self) -> Response {
+        match self {
+            HopError::Unreachable(why) => {
+                tracing::warn!("forwarding a WebSocket upgrade: {why}");
+                let body = sdk::ApiError::new(
+                    sdk::ErrorCode::Unavailable,
+                    "the session's runtime host could not be reached; retry in a moment",
+                );
+                (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+            }
+            HopError::Refused { status, content_type, body } => {
+                let mut r = Response::new(Body::from(body));
+                *r.status_mut() = status;
+                if let Some(ct) = content_type {
+                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                r
+            }
+        }
+    }
+}
+
+/// Sends the upgrade request of `client` (its handshake headers) to `hop` and waits for the
+/// `101`. Returns the response to give the client and the next hop's upgraded stream.
+pub async fn open(client: &HeaderMap, hop: Hop) -> Result<(Response, Upgraded), HopError> {
+    let unreachable = |what: &str, e: &dyn std::fmt::Display| {
+        HopError::Unreachable(format!("{what} {}: {e}", hop.authority))
+    };
+    let stream = tokio::time::timeout(HOP_TIMEOUT, TcpStream::connect(&hop.authority))
+        .await
+        .map_err(|e| unreachable("connecting to", &e))?
+        .map_err(|e| unreachable("connecting to", &e))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable("handshake with", &e))?;
+    tokio::spawn(async move {
+        // Ends when the upgraded stream is handed over (or the hop hangs up).
+        let _ = conn.with_upgrades().await;
+    });
+    let mut req = hyper::Request::builder()
+        .method("GET")
+        .uri(&hop.path_and_query)
+        .header(header::HOST, &hop.authority)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket");
+    for name in HANDSHAKE_HEADERS {
+        for v in client.get_all(&name) {
+            req = req.header(&name, v);
+        }
+    }
+    for (name, v) in &hop.headers {
+        req = req.header(name, v);
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| unreachable("request for", &e))?;
+    let mut res = tokio::time::timeout(HOP_TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|e| unreachable("waiting for", &e))?
+        .map_err(|e| unreachable("waiting for", &e))?;
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = res.status();
+        let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
+        let body = match tokio::time::timeout(HOP_TIMEOUT, res.body_mut().collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            _ => Bytes::new(),
+        };
+        let body = body.slice(..body.len().min(MAX_ERROR_BODY));
+        return Err(HopError::Refused { status, content_type, body });
+    }
+    let mut answer = Response::new(Body::empty());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    answer.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    for name in ANSWER_HEADERS {
+        if let Some(v) = res.headers().get(&name) {
+            answer.headers_mut().insert(name, v.clone());
+        }
+    }
+    let upgraded = tokio::time::timeout(HOP_TIMEOUT, hyper::upgrade::on(&mut res))
+        .await
+        .map_err(|e| unreachable("upgrading", &e))?
+        .map_err(|e| unreachable("upgrading", &e))?;
+    Ok((answer, upgraded))
+}
+
+/// Bytes that went each way through a splice.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// From the client to the session.
+    pub up: AtomicU64,
+    /// From the session to the client.
+    pub down: AtomicU64,
+}
+
+impl Traffic {
+    pub fn totals(&self) -> (u64, u64) {
+        (self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed))
+    }
+}
+
+/// An I/O stream that counts what is read from it.
+struct Counted<T> {
+    inner: T,
+    read: Arc<Traffic>,
+    up: bool,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            let counter = if self.up { &self.read.up } else { &self.read.down };
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Takes the client's pending upgrade out of `req` (present when the server runs with upgrades,
+/// which axum's does).
+pub fn take_upgrade(req: &mut Request) -> Option<OnUpgrade> {
+    req.extensions_mut().remove::<OnUpgrade>()
+}
+
+/// Splices the client's upgraded connection with the next hop's until either side closes or
+/// `stop` resolves, counting bytes into `traffic`. Returns why it ended.
+pub async fn splice(
+    client: OnUpgrade,
+    hop: Upgraded,
+    traffic: Arc<Traffic>,
+    stop: impl std::future::Future<Output = String>,
+) -> String {
+    let client = match tokio::time::timeout(HOP_TIMEOUT, client).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return format!("client upgrade failed: {e}"),
+        Err(_) => return "client upgrade timed out".to_owned(),
+    };
+    let mut client = Counted { inner: TokioIo::new(client), read: traffic.clone(), up: true };
+    let mut hop = Counted { inner: TokioIo::new(hop), read: traffic, up: false };
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut client, &mut hop) => match r {
+            Ok(_) => "closed".to_owned(),
+            // A peer that vanishes without a closing handshake (ssh kills its ProxyCommand)
+            // is the normal end of an SSH connection.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof) => {
+                "closed".to_owned()
+            }
+            Err(e) => format!("closed: {e}"),
+        },
+        why = stop => why,
+    }
+}
+
+/// The tunnel of one runtime host.
+pub struct NodeTunnel {
+    url: url::Url,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct TunnelState {
+    secret: Arc<Vec<u8>>,
+    docker: bollard::Docker,
+}
+
+impl NodeTunnel {
+    /// Listens on `listen` and serves until the task is aborted. `advertised` is the URL the API
+    /// should use (default: `http://` + the bound address).
+    pub async fn start(
+        listen: SocketAddr,
+        advertised: Option<url::Url>,
+        secret: Vec<u8>,
+        docker: bollard::Docker,
+    ) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("node tunnel: cannot listen on {listen} (node.tunnel_listen)"))?;
+        let local = listener.local_addr()?;
+        let url = match advertised {
+            Some(u) => u,
+            None => url::Url::parse(&format!("http://{local}"))?,
+        };
+        let state = TunnelState { secret: Arc::new(secret), docker };
+        let app = axum::Router::new()
+            .route("/v1/sessions/{session}/{generation}/{kind}", axum::routing::get(tunnel))
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("node tunnel stopped: {e}");
+            }
+        });
+        Ok(Self { url, task })
+    }
+
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    pub fn into_task(self) -> tokio::task::JoinHandle<()> {
+        self.task
+    }
+}
+
+fn refuse(status: StatusCode, code: sdk::ErrorCode, message: &str) -> Response {
+    (status, axum::Json(sdk::ApiError::new(code, message))).into_response()
+}
+
+async fn tunnel(
+    State(state): State<TunnelState>,
+    Path((session, generation, kind)): Path<(String, u64, String)>,
+    mut req: Request,
+) -> Response {
+    if !matches!(kind.as_str(), "ssh" | "pty") {
+        return refuse(StatusCode::NOT_FOUND, sdk::ErrorCode::NotFound, "not found");
+    }
+    if state.secret.is_empty() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            sdk::ErrorCode::Unavailable,
+            "this node has no runtime.secret: connections are disabled",
+        );
+    }
+    let expected = domain::connect::agent_token(&state.secret, &session, generation);
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !domain::secrets::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            sdk::ErrorCode::Unauthenticated,
+            "the agent token does not match this session",
+        );
+    }
+    if !is_websocket_upgrade(req.headers()) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            sdk::ErrorCode::InvalidRequest,
+            "expected a WebSocket upgrade",
+        );
+    }
+    let name = activities::runtime::container_name(&session, generation);
+    let port = match state.docker.inspect_container(&name, None).await {
+        Ok(info) => {
+            let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+            let port = info
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.ports.as_ref())
+                .and_then(|p| p.get(&format!("{}/tcp", activities::runtime::AGENT_PORT)))
+                .and_then(|b| b.as_ref())
+                .and_then(|b| b.iter().find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok()));
+            match port {
+                Some(port) if running => port,
+                _ => {
+                    return refuse(
+                        StatusCode::CONFLICT,
+                        sdk::ErrorCode::Conflict,
+                        "the session's container is not running",
+                    );
+                }
+            }
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                sdk::ErrorCode::NotFound,
+                "no container for this session generation on this node",
+            );
+        }
+    };
+    let Some(client) = take_upgrade(&mut req) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            sdk::ErrorCode::InvalidRequest,
+            "this connection cannot be upgraded",
+        );
+    };
+    let mut headers = HeaderMap::new();
+    for (name, v) in req.headers() {
+        let n = name.as_str();
+        if n == "authorization" || n.starts_with("x-burstflare-") {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let hop = Hop {
+        authority: format!("127.0.0.1:{port}"),
+        path_and_query: format!("/{kind}{query}"),
+        headers,
+    };
+    match open(req.headers(), hop).await {
+        Ok((answer, upstream)) => {
+            tokio::spawn(async move {
+                let traffic = Arc::new(Traffic::default());
+                splice(client, upstream, traffic, std::future::pending()).await;
+            });
+            answer
+        }
+        Err(e) => e.into_response(),
+    }
+}
