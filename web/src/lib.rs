@@ -47,6 +47,39 @@ pub const SESSION_JS: &str = include_str!("../assets/session.js");
 /// Path of the session page script; versioned like the stylesheet.
 pub const SESSION_JS_PATH: &str = concat!("/assets/session-", env!("CARGO_PKG_VERSION"), ".js");
 
+/// The browser terminal's script (plain ES2020), embedded and served at [`TERMINAL_JS_PATH`].
+/// Loaded only by the terminal page, after xterm.js: it opens the session's terminal
+/// WebSocket, carries keystrokes and output, resizes the shell with the page, and reconnects
+/// after a drop (to the same shell, named by a per-tab id in `sessionStorage`) until the shell
+/// exits or the session stops running.
+pub const TERMINAL_JS: &str = include_str!("../assets/terminal.js");
+/// Path of the terminal script; versioned like the stylesheet.
+pub const TERMINAL_JS_PATH: &str = concat!("/assets/terminal-", env!("CARGO_PKG_VERSION"), ".js");
+
+/// xterm.js (npm `@xterm/xterm`, a UMD build defining `window.Terminal`), installed into
+/// `web/vendor/node_modules` by `make setup` and embedded by `build.rs`. Built without it, this
+/// is a placeholder that says so on the terminal page (see [`XTERM_INSTALLED`]).
+pub const XTERM_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/xterm.js"));
+/// Path of xterm.js: versioned by the library's own version.
+pub const XTERM_JS_PATH: &str =
+    concat!("/assets/vendor/xterm-", env!("BURSTFLARE_XTERM_VERSION"), ".js");
+/// xterm.js's stylesheet (`@xterm/xterm/css/xterm.css`).
+pub const XTERM_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/xterm.css"));
+/// Path of xterm.js's stylesheet; versioned like the library.
+pub const XTERM_CSS_PATH: &str =
+    concat!("/assets/vendor/xterm-", env!("BURSTFLARE_XTERM_VERSION"), ".css");
+/// xterm.js's fit addon (npm `@xterm/addon-fit`, UMD: `window.FitAddon.FitAddon`): sizes the
+/// terminal to its element.
+pub const XTERM_FIT_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/addon-fit.js"));
+/// Path of the fit addon; versioned by its own version.
+pub const XTERM_FIT_JS_PATH: &str =
+    concat!("/assets/vendor/addon-fit-", env!("BURSTFLARE_XTERM_FIT_VERSION"), ".js");
+/// The version of xterm.js embedded, or `missing`.
+pub const XTERM_VERSION: &str = env!("BURSTFLARE_XTERM_VERSION");
+/// Whether xterm.js was installed when this crate was built (else [`XTERM_JS`] is the
+/// placeholder).
+pub const XTERM_INSTALLED: bool = matches!(env!("BURSTFLARE_XTERM_INSTALLED").as_bytes(), b"1");
+
 /// The site icon (the logo's bolt), so browsers do not ask for a missing `/favicon.ico`.
 pub const FAVICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path fill="#f06a1d" d="M13 2 4 14h6l-1 8 9-12h-6z"/></svg>"##;
 pub const FAVICON_PATH: &str = "/assets/favicon.svg";

@@ -13,6 +13,7 @@ mod members;
 mod sessions;
 mod settings;
 mod templates;
+mod terminal;
 mod workspaces;
 
 pub use crate::components::{SessionRights, session_controls, session_path};
@@ -28,6 +29,7 @@ pub use members::members;
 pub use sessions::{MAX_EVENTS_SHOWN, NewSession, StartableTemplate, session_detail, sessions};
 pub use settings::settings;
 pub use templates::{NewTemplate, build_path, template_detail, template_path, templates};
+pub use terminal::{terminal, terminal_path};
 pub use workspaces::new_workspace;
 
 #[cfg(test)]

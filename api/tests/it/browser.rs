@@ -869,3 +869,79 @@ async fn the_template_and_build_pages_are_clean_and_a_running_build_log_follows_
     tess.screenshot("build").await;
     browser.close().await;
 }
+
+/// The browser terminal against a real session: a person types a command into the page in
+/// headless Chromium and reads its output back from the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_browser_terminal_runs_a_typed_command_in_a_real_session() {
+    let app = crate::helpers::spawn_app().await;
+    // Passkeys are bound to the public URL's host, `localhost`.
+    let base = app.base.replace("127.0.0.1", "localhost");
+    let store = app.stack.as_ref().unwrap().store.clone();
+    let browser = Chromium::launch("tina").await;
+    let tina = browser.tab("tina", &base).await;
+    assert_eq!(tina.open("/signup").await, "/signup");
+    tina.sign_up("tina@example.com", "Tina").await;
+    let home = tina.open("/").await;
+    let slug = home.trim_start_matches("/w/").to_string();
+
+    // Her template and session, made through the API with a token of hers.
+    let email = domain::ids::Email::parse("tina@example.com").unwrap();
+    let user = store.user_by_email(&email).await.unwrap().unwrap();
+    let (token, hash) = domain::secrets::generate(domain::secrets::SecretKind::ApiToken);
+    store.create_api_token(&user.id, "test", &hash, domain::store::now_ms(), None).await.unwrap();
+    let client = app.client.clone().with_token(token.clone());
+    let stack = crate::sessions::Stack { app, client, ws: slug.clone(), token };
+    stack.template("term").await;
+    assert_eq!(stack.create("term", "web").await.unwrap().state, "running");
+
+    // From the session page, "Open in browser".
+    let page = format!("/w/{slug}/sessions/web");
+    assert_eq!(tina.open(&page).await, page);
+    let terminal = format!("{page}/terminal");
+    assert_eq!(tina.click_to_next_page("#session-open-terminal").await, terminal);
+    let state: String = tina
+        .wait_for(
+            "the terminal to connect",
+            "document.querySelector('#terminal-status')?.dataset.state === 'connected' \
+             ? 'connected' : null",
+        )
+        .await;
+    assert_eq!(state, "connected");
+
+    // Type into the terminal as a person would: focus it and send key events.
+    let input = tina.page.find_element(".xterm-helper-textarea").await.unwrap();
+    input.click().await.unwrap();
+    input.type_str("echo term-$((6*7)) $(id -un)").await.unwrap();
+    input.press_key("Enter").await.unwrap();
+    let line: String = tina
+        .wait_for(
+            "the command's output in the terminal",
+            "(() => { const b = window.burstflareTerminal.term.buffer.active; \
+              for (let i = 0; i < b.length; i++) { \
+                const l = b.getLine(i).translateToString(true); \
+                if (l.startsWith('term-42')) return l; } return null; })()",
+        )
+        .await;
+    assert_eq!(line.trim(), "term-42 dev");
+    tina.assert_clean(&terminal).await;
+    tina.screenshot("terminal").await;
+
+    // Opening and closing are audited like SSH.
+    drop(tina);
+    browser.close().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let kinds: Vec<String> = sqlx::query_scalar::<_, String>(
+            "SELECT detail_json FROM audit_log WHERE action = 'session.connect.close'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        if kinds.iter().any(|d| d.contains("\"kind\":\"terminal\"")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no terminal close audited: {kinds:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -4,10 +4,11 @@
 use maud::{Markup, html};
 
 use super::templates::template_path;
+use super::terminal::terminal_path;
 use crate::components::{
-    ENDED_STATES, RowControls, SessionColumns, SessionRights, controls_for_owner, has_ended,
-    iso_utc, live_empty_state, live_status, session_control_forms, session_path, session_table,
-    state_badge, time_or, version_label,
+    ENDED_STATES, RowControls, SessionColumns, SessionRights, command_box, controls_for_owner,
+    has_ended, iso_utc, live_empty_state, live_status, session_control_forms, session_path,
+    session_table, shell_word, state_badge, time_or, version_label,
 };
 use crate::{PageContext, SESSION_JS_PATH, csrf_field, encode_path_segment, layout_at, time};
 
@@ -200,7 +201,9 @@ fn event_item(e: &sdk::SessionEvent) -> Markup {
 /// at the bottom of a box that starts scrolled to the end. Until the session is deleted the
 /// page loads `session.js`, which polls `data-session-events` from `data-after` and
 /// `data-session` (the session JSON) every 2 s, appending events and keeping the badge, the
-/// error, the times and the controls current. Without it, a Reload link shows more.
+/// error, the times and the controls current. Without it, a Reload link shows more. Its owner
+/// also gets, until it is deleted, a Connect card: "Open in browser" (the terminal page) and
+/// the `flare ssh` / plain `ssh` commands.
 pub fn session_detail(
     ctx: &PageContext,
     ws: &sdk::WorkspaceSummary,
@@ -239,6 +242,9 @@ pub fn session_detail(
             div.actions.session-actions #session-controls {
                 (session_control_forms(ctx, &ws.slug, (&s.id, &s.name, &s.state), &s.owner.id, rights, &path, true))
             }
+        }
+        @if mine && !deleted {
+            (connect_card(&ws.slug, s))
         }
         section.card aria-labelledby="session-about-heading" {
             h2 #session-about-heading { "Details" }
@@ -305,6 +311,35 @@ pub fn session_detail(
         }
     };
     layout_at(ctx, &path, &format!("{} · Sessions · {}", s.name, ws.name), body)
+}
+
+/// How the owner gets a shell: the browser terminal, or SSH through `flare`.
+fn connect_card(ws_slug: &str, s: &sdk::SessionDetail) -> Markup {
+    let name = shell_word(&s.name);
+    let alias = sdk::ssh_host_alias(&s.name, ws_slug);
+    html! {
+        section.card.session-connect aria-labelledby="session-connect-heading" {
+            div.card-head {
+                h2 #session-connect-heading { "Connect" }
+                a.button.primary #session-open-terminal href=(terminal_path(ws_slug, &s.id)) {
+                    "Open in browser"
+                    span.visually-hidden { ": a terminal in " (s.name) }
+                }
+            }
+            p.hint {
+                "The terminal works while the session is running; a sleeping or stopped session can be "
+                "started from it."
+            }
+            h3 { "Connect with SSH" }
+            (command_box("session-ssh-command", "SSH command", &format!("flare ssh {name}")))
+            p.hint {
+                "Uses the workspace you picked with " code { "flare workspace switch" } "; add "
+                code { "-w " (shell_word(ws_slug)) } " otherwise. Or run " code { "flare ssh-config" }
+                " once, then use plain " code { "ssh" } ", " code { "scp" } " and " code { "sftp" } ":"
+            }
+            (command_box("session-ssh-alias", "Plain SSH command", &format!("ssh {}", shell_word(&alias))))
+        }
+    }
 }
 
 fn why_card(path: &str, why: Option<&sdk::SessionWhy>) -> Markup {

@@ -303,6 +303,7 @@ fn sample_manifest() -> sdk::bundle::ManifestView {
         resources: sdk::bundle::Resources { cpu_millis: 1500, memory_mb: 4096, disk_gb: 20 },
         idle_timeout_minutes: 45,
         labels: [("team".to_string(), EVIL.to_string())].into_iter().collect(),
+        user: None,
     }
 }
 
@@ -660,6 +661,26 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
                 VIEWER,
             ),
         ),
+        (
+            "terminal running, mine",
+            terminal(
+                &signed_in,
+                ws,
+                &sample_session("running", "u-me"),
+                Some(&sample_why()),
+                MEMBER,
+            ),
+        ),
+        (
+            "terminal sleeping, viewer",
+            terminal(
+                &signed_in,
+                &with_role(ws, "viewer"),
+                &sample_session("sleeping", "u-me"),
+                None,
+                VIEWER,
+            ),
+        ),
         ("templates", templates(&signed_in, ws, &f.templates, true, None)),
         (
             "templates with a failed form",
@@ -827,6 +848,9 @@ fn user_data_is_escaped_everywhere() {
                     crate::LIVE_JS_PATH,
                     crate::BUILD_LOG_JS_PATH,
                     crate::SESSION_JS_PATH,
+                    crate::TERMINAL_JS_PATH,
+                    crate::XTERM_JS_PATH,
+                    crate::XTERM_FIT_JS_PATH,
                     crate::TURNSTILE_JS_URL
                 ]
                 .contains(&src),
@@ -1831,7 +1855,12 @@ fn the_build_log_script_speaks_the_pages_and_the_api_contract() {
 
 /// The POST forms of `html` (within `<main>`), as (action, hidden, `next`, `data-states`).
 fn control_forms(html: &str) -> Vec<(String, bool, String, String)> {
-    let main = main_of(html);
+    session_forms(main_of(html))
+}
+
+/// The session control forms (`data-session-op`) in `main`, as (action, hidden, `next`,
+/// `data-states`).
+fn session_forms(main: &str) -> Vec<(String, bool, String, String)> {
     let tags = start_tags(main);
     tags.iter()
         .filter(|t| t.name == "form" && t.attr("method") == Some("post"))
@@ -2205,4 +2234,298 @@ fn event_details_read_as_one_line() {
     let mut pairs: Vec<&str> = line.split(' ').collect();
     pairs.sort_unstable();
     assert_eq!(pairs, ["n=2", "ok=true", "op=sleep", "x=null"]);
+}
+
+// ---- the browser terminal and the session's Connect card ----
+
+/// Asserts `html` is well-formed: every element but the void ones is closed, in order.
+fn assert_well_formed(name: &str, html: &str) {
+    const VOID: [&str; 8] = ["meta", "link", "input", "br", "img", "hr", "source", "wbr"];
+    let mut open: Vec<String> = Vec::new();
+    let mut i = 0;
+    while let Some(off) = html[i..].find('<') {
+        let at = i + off;
+        let end = at + html[at..].find('>').unwrap_or_else(|| panic!("{name}: unclosed tag"));
+        let tag = &html[at + 1..end];
+        i = end + 1;
+        if tag.starts_with('!') {
+            continue;
+        }
+        if let Some(closing) = tag.strip_prefix('/') {
+            let top = open.pop().unwrap_or_else(|| panic!("{name}: </{closing}> closes nothing"));
+            assert_eq!(top, closing, "{name}: <{top}> closed by </{closing}>");
+            continue;
+        }
+        let tag_name: String =
+            tag.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>();
+        assert!(!tag_name.is_empty(), "{name}: a stray < before {tag:?}");
+        if !VOID.contains(&tag_name.as_str()) && !tag.ends_with('/') {
+            open.push(tag_name);
+        }
+    }
+    assert!(open.is_empty(), "{name}: never closed: {open:?}");
+}
+
+/// A running session of the fixture's viewer with a name as sessions really have.
+fn plain_session(state: &str) -> sdk::SessionDetail {
+    sdk::SessionDetail { name: "dev-abcd".into(), ..sample_session(state, "u-me") }
+}
+
+#[test]
+fn every_page_is_well_formed() {
+    let f = fixture();
+    for (name, html) in all_pages(&f, Some(CSRF)) {
+        assert_well_formed(name, &html);
+    }
+}
+
+#[test]
+fn the_terminal_page_is_a_full_page_terminal_with_hooks_for_its_script() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let s = sample_session("running", "u-me");
+    let html = terminal(&c, ws, &s, Some(&sample_why()), MEMBER).into_string();
+    assert_well_formed("terminal", &html);
+    let tags = start_tags(&html);
+    let by_id = |id: &str| {
+        tags.iter().find(|t| t.attr("id") == Some(id)).unwrap_or_else(|| panic!("no #{id}"))
+    };
+
+    // The terminal's element and what the script reads from it.
+    let screen = by_id("terminal");
+    assert_eq!(screen.name, "div");
+    assert_eq!(
+        screen.attr("data-terminal"),
+        Some("/api/v1/workspaces/acme/sessions/ses-running/terminal")
+    );
+    assert_eq!(screen.attr("data-session"), Some("/api/v1/workspaces/acme/sessions/ses-running"));
+    assert_eq!(screen.attr("data-why"), Some("/api/v1/workspaces/acme/sessions/ses-running/why"));
+    assert_eq!(screen.attr("data-session-id"), Some("ses-running"));
+    assert_eq!(screen.attr("data-session-page"), Some("/w/acme/sessions/ses-running"));
+    let status = by_id("terminal-status");
+    assert_eq!(status.attr("data-state"), Some("connecting"));
+    assert_eq!(status.attr("role"), Some("status"));
+    assert_eq!(status.attr("aria-live"), Some("polite"));
+    for button in ["terminal-new-shell", "terminal-reconnect"] {
+        let b = by_id(button);
+        assert_eq!((b.name.as_str(), b.attr("type")), ("button", Some("button")), "{button}");
+        assert!(b.has("hidden"), "{button} shows only when it applies");
+    }
+    assert!(html.contains(">Start a new shell</button>"));
+    assert!(html.contains("<noscript>"), "says it needs JavaScript");
+
+    // Our scripts only, from our origin, in order, none inline; xterm.js's stylesheet too.
+    let scripts: Vec<&str> =
+        tags.iter().filter(|t| t.name == "script").map(|t| t.attr("src").unwrap()).collect();
+    assert_eq!(scripts, [crate::XTERM_JS_PATH, crate::XTERM_FIT_JS_PATH, crate::TERMINAL_JS_PATH]);
+    assert_eq!(html.matches("<script").count(), html.matches("defer></script>").count());
+    assert!(html.contains(&format!(r#"<link rel="stylesheet" href="{}">"#, crate::XTERM_CSS_PATH)));
+    assert!(
+        html.contains(&format!(r#"<link rel="stylesheet" href="{}">"#, crate::STYLESHEET_PATH))
+    );
+    assert!(html.contains(r#"<meta name="csrf-token" content="csrf-tok&amp;en">"#));
+
+    // The bar: name (escaped), state, template, owner, deadlines, the way back, help.
+    assert!(html.contains(r#"<h1 class="terminal-title">&lt;script&gt;alert"#));
+    assert!(html.contains(
+        r#"<span class="session-status"><span class="badge state state-running" data-state="running">running</span></span>"#
+    ));
+    assert!(html.contains("rust v2"));
+    assert!(html.contains("&lt;/script&gt;'&amp; owner"));
+    assert!(html.contains(r#"<a class="terminal-back" href="/w/acme/sessions/ses-running">"#));
+    let idle = by_id("terminal-idle");
+    assert_eq!(idle.attr("data-idle-deadline"), Some("1700001800000"));
+    assert!(!by_id("terminal-idle-part").has("hidden"));
+    assert!(
+        html.contains(r#"<span id="terminal-idle-deadline"><time datetime="2023-11-14T22:43:20Z""#)
+    );
+    assert!(html.contains(r#"<span id="terminal-last-active"><span class="muted">never</span>"#));
+    for key in ["Ctrl+Shift+C", "Ctrl+Shift+V", "⌘C", "⌘V"] {
+        assert!(html.contains(&format!("<kbd>{key}</kbd>")), "help: {key}");
+    }
+
+    // Sleep, Stop and Restart (back to the session's page), Start hidden (back here), with
+    // the CSRF token and the session's name for screen readers.
+    let forms = session_forms(&html);
+    let page = "/w/acme/sessions/ses-running";
+    let want: Vec<(String, bool, String, String)> = [
+        ("start", true, format!("{page}/terminal")),
+        ("sleep", false, page.to_string()),
+        ("stop", false, page.to_string()),
+        ("restart", false, page.to_string()),
+    ]
+    .into_iter()
+    .map(|(op, hidden, next)| {
+        let states = crate::components::control_states(op).join(" ");
+        (format!("{page}/{op}"), hidden, next, states)
+    })
+    .collect();
+    assert_eq!(forms, want);
+    assert!(!html.contains("/delete\""), "no delete from the terminal");
+    let field = r#"<input type="hidden" name="csrf" value="csrf-tok&amp;en">"#;
+    assert_eq!(html.matches(r#"<form method="post""#).count(), 4);
+    assert_eq!(html.matches(field).count(), 4);
+    assert!(html.contains(
+        r#"Sleep<span class="visually-hidden"> &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;'&amp; running</span></button>"#
+    ));
+
+    // Sleeping, without the workflow's word: Start shows, the idle deadline does not.
+    let s = sample_session("sleeping", "u-me");
+    let html = terminal(&c, ws, &s, None, MEMBER).into_string();
+    let visible: Vec<String> =
+        session_forms(&html).into_iter().filter(|f| !f.1).map(|f| f.0).collect();
+    assert_eq!(visible, ["/w/acme/sessions/ses-sleeping/start"]);
+    let tags = start_tags(&html);
+    let part = tags.iter().find(|t| t.attr("id") == Some("terminal-idle-part")).unwrap();
+    assert!(part.has("hidden"));
+    let idle = tags.iter().find(|t| t.attr("id") == Some("terminal-idle")).unwrap();
+    assert!(!idle.has("data-idle-deadline"));
+
+    // A viewer (a session from before a downgrade) gets the terminal but no controls.
+    let html = terminal(&c, &with_role(ws, "viewer"), &s, None, VIEWER).into_string();
+    assert!(session_forms(&html).is_empty());
+    assert!(!html.contains(r#"method="post""#));
+}
+
+#[test]
+fn the_terminal_script_speaks_the_pages_and_the_servers_contract() {
+    let js = crate::TERMINAL_JS;
+    for needle in [
+        "getElementById(\"terminal\")",
+        "terminal-status",
+        "terminal-new-shell",
+        "terminal-reconnect",
+        "terminal-idle",
+        "terminal-idle-part",
+        "terminal-idle-deadline",
+        "terminal-idle-in",
+        "terminal-last-active",
+        "dataset.terminal",
+        "dataset.session",
+        "dataset.why",
+        "dataset.sessionId",
+        "dataset.state",
+        "\"connecting\"",
+        "\"connected\"",
+        "\"reconnecting\"",
+        "\"closed\"",
+        "\"exited\"",
+        "Connecting…",
+        "Reconnecting…",
+        "\"Connected\"",
+        "Disconnected: ",
+        "Shell exited with code ",
+        "type: \"resize\"",
+        "\"exit\"",
+        "\"closing\"",
+        "message.code",
+        "message.reason",
+        "arraybuffer",
+        "new TextDecoder()",
+        "stream: true",
+        "new TextEncoder()",
+        "\"wss:\"",
+        "\"ws:\"",
+        "cols",
+        "rows",
+        "tid",
+        "sessionStorage",
+        "crypto.getRandomValues",
+        "[1000, 2000, 5000, 10000, 20000, 30000]",
+        "window.Terminal",
+        "FitAddon.FitAddon",
+        "window.burstflareTerminal = { term, fit }",
+        "burstflareXtermMissing",
+        "onData",
+        "onResize",
+        "attachCustomKeyEventHandler",
+        "getSelection",
+        "same-origin",
+        "404",
+        "\"running\"",
+        "form[data-states]",
+        ".session-status [data-state]",
+        "visibilityState",
+    ] {
+        assert!(js.contains(needle), "terminal.js lacks {needle}");
+    }
+    assert!(!js.contains("innerHTML"), "output and messages are only ever inserted as text");
+    for state in sdk::SESSION_STATES {
+        assert!(js.contains(&format!("\"{state}\"")), "terminal.js: {state}");
+    }
+    for class in [
+        ".terminal-page",
+        ".terminal-bar",
+        ".terminal-screen",
+        ".terminal-status",
+        ".terminal-idle",
+    ] {
+        assert!(crate::STYLESHEET.contains(class), "app.css lacks {class}");
+    }
+}
+
+#[test]
+fn xterm_is_embedded_under_versioned_paths() {
+    for (path, ext) in [
+        (crate::XTERM_JS_PATH, ".js"),
+        (crate::XTERM_CSS_PATH, ".css"),
+        (crate::XTERM_FIT_JS_PATH, ".js"),
+    ] {
+        assert!(path.starts_with("/assets/vendor/") && path.ends_with(ext), "{path}");
+        assert!(
+            path.contains(&format!("-{}", crate::XTERM_VERSION)) || path.contains("addon-fit-")
+        );
+    }
+    assert!(crate::TERMINAL_JS_PATH.starts_with("/assets/terminal-"));
+    for text in [crate::XTERM_JS, crate::XTERM_CSS, crate::XTERM_FIT_JS] {
+        assert!(!text.contains("sourceMappingURL="), "the maps are not served");
+    }
+    if crate::XTERM_INSTALLED {
+        assert_ne!(crate::XTERM_VERSION, "missing");
+        assert!(crate::XTERM_JS.contains("Terminal"));
+        assert!(crate::XTERM_FIT_JS.contains("FitAddon"));
+        assert!(crate::XTERM_CSS.contains(".xterm"));
+    } else {
+        assert_eq!(crate::XTERM_VERSION, "missing");
+        assert!(crate::XTERM_JS.contains("xterm.js is not installed: run `make setup`"));
+        assert!(crate::XTERM_JS.contains("burstflareXtermMissing"));
+    }
+}
+
+#[test]
+fn the_owner_of_a_session_gets_the_terminal_link_and_the_ssh_commands() {
+    let f = fixture();
+    let c = ctx(&f, Some(CSRF));
+    let ws = &f.workspaces[0];
+    let html = session_detail(&c, ws, &plain_session("running"), None, &[], MEMBER).into_string();
+    let main = main_of(&html);
+    let link = start_tags(main)
+        .into_iter()
+        .find(|t| t.attr("id") == Some("session-open-terminal"))
+        .expect("an Open in browser link");
+    assert_eq!(link.name, "a");
+    assert_eq!(link.attr("href"), Some("/w/acme/sessions/ses-running/terminal"));
+    assert!(main.contains("Open in browser"));
+    assert!(main.contains("<code>flare ssh dev-abcd</code>"));
+    assert!(main.contains("<code>ssh dev-abcd.acme.burstflare</code>"));
+    assert!(main.contains("<code>flare ssh-config</code>"));
+    assert!(main.contains("<code>-w acme</code>"));
+    assert!(main.contains(r#"data-copy="session-ssh-command""#));
+    // Shown whatever the state (the terminal page can start it), until it is deleted.
+    let html = session_detail(&c, ws, &plain_session("sleeping"), None, &[], MEMBER).into_string();
+    assert!(main_of(&html).contains("/w/acme/sessions/ses-sleeping/terminal"));
+    let html = session_detail(&c, ws, &plain_session("deleted"), None, &[], MEMBER).into_string();
+    assert!(!html.contains("/terminal\"") && !html.contains("flare ssh"));
+    // Someone else's session, even for an admin who may stop it: neither.
+    let theirs = sdk::SessionDetail { name: "dev-abcd".into(), ..sample_session("running", "u-2") };
+    for rights in [MANAGER, MEMBER, VIEWER] {
+        let html = session_detail(&c, ws, &theirs, None, &[], rights).into_string();
+        assert!(!html.contains("/terminal\""), "{rights:?}");
+        assert!(!html.contains("session-open-terminal") && !html.contains("flare ssh"));
+    }
+    // Odd names are quoted for the shell.
+    let html =
+        session_detail(&c, ws, &sample_session("running", "u-me"), None, &[], MEMBER).into_string();
+    assert!(html.contains("<code>flare ssh '&lt;script&gt;"), "quoted and escaped");
 }
