@@ -4,6 +4,7 @@ mod commands;
 mod fail;
 mod output;
 mod session;
+mod ssh;
 mod store;
 
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use crate::commands::session::Op;
-use crate::commands::{auth, config, template, workspace};
+use crate::commands::{auth, config, ssh as ssh_cmd, template, workspace};
 use crate::fail::{Exit, Failure};
 use crate::output::Output;
 use crate::session::Ctx;
@@ -32,9 +33,11 @@ Exit codes:
   3  not signed in, or the sign-in expired or was revoked: run `flare auth login`
   4  not found (or not yours)
   5  server unreachable
+`flare ssh` and `flare port-forward` exit with ssh's status once ssh runs (255: no connection).
 
 Files: $FLARE_CONFIG_DIR, else $XDG_CONFIG_HOME/burstflare, else ~/.config/burstflare
-(config.toml, credentials.toml). FLARE_TOKEN, when set, is used instead of stored credentials.";
+(config.toml, credentials.toml, ssh/ with flare's SSH key and the sessions' host keys).
+FLARE_TOKEN, when set, is used instead of stored credentials.";
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +78,10 @@ struct Cli {
     /// Output format
     #[arg(long, global = true, value_enum, env = "FLARE_OUTPUT", default_value_t = Output::Text, hide_env_values = true)]
     output: Output,
+    /// flare's configuration directory, instead of $FLARE_CONFIG_DIR and the default (written
+    /// into ProxyCommands so they use the same files)
+    #[arg(long, global = true, value_name = "DIR", hide = true)]
+    config_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,6 +104,37 @@ enum Command {
     /// Create dev sessions from templates; start, stop, sleep, restart and delete them
     #[command(subcommand, long_about = SESSION_LONG_ABOUT)]
     Session(SessionCommand),
+    /// Open a shell in a session, or run a command there, with the system's ssh
+    #[command(long_about = SSH_LONG_ABOUT)]
+    Ssh(SshArgs),
+    /// Forward a local port to a port inside a session (over SSH)
+    #[command(long_about = PORT_FORWARD_LONG_ABOUT)]
+    PortForward {
+        /// The session: its name, its ID, or SESSION.WORKSPACE.burstflare
+        session: String,
+        /// LOCAL:REMOTE, e.g. 8080:3000; REMOTE may be HOST:PORT inside the session
+        #[arg(value_name = "LOCAL:REMOTE")]
+        ports: String,
+        /// Private key to log in with (its .pub next to it) [default: flare's own key]
+        #[arg(short, long, value_name = "PATH")]
+        identity: Option<std::path::PathBuf>,
+        /// One more argument for ssh, e.g. --ssh-arg=-v (repeatable)
+        #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+        ssh_arg: Vec<String>,
+    },
+    /// Let ssh, scp, sftp and editors reach sessions as SESSION.WORKSPACE.burstflare
+    #[command(long_about = SSH_CONFIG_LONG_ABOUT)]
+    SshConfig {
+        /// Remove the Include line and ~/.ssh/burstflare_config again
+        #[arg(long, conflicts_with = "print")]
+        remove: bool,
+        /// Print the Host block instead of writing anything
+        #[arg(long)]
+        print: bool,
+    },
+    /// List, add and remove the SSH public keys you log in to sessions with
+    #[command(subcommand, long_about = SSH_KEY_LONG_ABOUT)]
+    SshKey(SshKeyCommand),
     /// Read and change the settings of a profile
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -396,6 +434,91 @@ struct SessionOpArgs {
     no_wait: bool,
 }
 
+const SSH_LONG_ABOUT: &str = "\
+Open a shell in a session, or run COMMAND there, with the system's OpenSSH client.
+
+flare makes sure its key is registered (it makes one, ~/.config/burstflare/ssh/id_ed25519, on
+first use), wakes the session when it sleeps or is stopped, pins the session's host key and then
+runs `ssh` in its place, with `flare ssh --stdio` as the ProxyCommand: the connection goes over a
+WebSocket to the server, nothing but HTTPS is needed. The exit status is ssh's (255 when the
+connection fails).
+
+  flare ssh my-go
+  flare ssh my-go -- make test
+  flare ssh my-go.acme.burstflare --ssh-arg=-A
+
+With --stdio, flare is that ProxyCommand: it carries SSH between stdin/stdout and the session
+(waking it first) until ssh closes it. `flare ssh-config` sets ssh up to use it directly.";
+
+#[derive(clap::Args)]
+struct SshArgs {
+    /// The session: its name, its ID, or SESSION.WORKSPACE.burstflare
+    session: String,
+    /// A command to run instead of a login shell (after `--`)
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+    /// Private key to log in with (its .pub next to it) [default: flare's own key]
+    #[arg(short, long, value_name = "PATH")]
+    identity: Option<std::path::PathBuf>,
+    /// One more argument for ssh, e.g. --ssh-arg=-v or --ssh-arg=-L8080:127.0.0.1:8080
+    /// (repeatable)
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    ssh_arg: Vec<String>,
+    /// Be ssh's ProxyCommand: carry SSH between stdin/stdout and the session
+    #[arg(long, conflicts_with_all = ["identity", "ssh_arg", "command"])]
+    stdio: bool,
+}
+
+const PORT_FORWARD_LONG_ABOUT: &str = "\
+Forward 127.0.0.1:LOCAL on this machine to REMOTE inside a session, over SSH (`ssh -N -L`), until
+Ctrl-C. REMOTE is a port on the session's 127.0.0.1, or HOST:PORT as the session sees it (an IPv6
+address in brackets). A single PORT forwards the same port.
+
+  flare port-forward my-go 8080:3000
+  flare port-forward my-go 5432:db.internal:5432";
+
+const SSH_CONFIG_LONG_ABOUT: &str = "\
+Write ~/.ssh/burstflare_config, a `Host *.burstflare` block whose ProxyCommand is `flare ssh
+--stdio`, and include it from the first line of ~/.ssh/config (both made when missing, 0600 in a
+0700 ~/.ssh). Then any SSH tool reaches a session as SESSION.WORKSPACE.burstflare, waking it when
+needed: `ssh dev.acme.burstflare`, `scp f dev.acme.burstflare:`, editors' remote SSH.
+
+Running it again changes nothing (or updates the block); --remove takes out exactly the line and
+the file it added. flare's key is made and registered when needed. The block uses this profile,
+configuration directory and, when given with --server or FLARE_SERVER, this server.
+
+  flare ssh-config
+  flare ssh-config --print
+  flare ssh-config --remove";
+
+const SSH_KEY_LONG_ABOUT: &str = "\
+List, add and remove the SSH public keys you log in to sessions with. A session accepts only its
+owner's registered keys. `flare ssh` registers flare's own key by itself; add others to use
+plain ssh with your own key, or to use it from another machine.
+
+  flare ssh-key list
+  flare ssh-key add ~/.ssh/id_ed25519.pub --name laptop
+  flare ssh-key remove laptop";
+
+#[derive(Subcommand)]
+enum SshKeyCommand {
+    /// List your SSH keys: ID, name, type, fingerprint and when it was added
+    List,
+    /// Register a public key [default: flare's own, made when missing]
+    Add {
+        /// An OpenSSH public key file (`.pub`) [default: flare's own key]
+        path: Option<std::path::PathBuf>,
+        /// A name for it, 1 to 64 characters [default: flare@HOSTNAME]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a key: sessions stop accepting it
+    Remove {
+        /// The key's ID, fingerprint or name, as `flare ssh-key list` shows them
+        id: String,
+    },
+}
+
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print a setting of the profile (nothing when it is not set)
@@ -439,6 +562,9 @@ struct VersionOutput {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Ssh(SshArgs { stdio: true, .. }) = &cli.command {
+        return ExitCode::from(stdio(cli).await);
+    }
     let (output, profile) = (cli.output, cli.profile.clone());
     match run(cli).await {
         Ok(exit) => ExitCode::from(exit as u8),
@@ -446,6 +572,25 @@ async fn main() -> ExitCode {
             let failure = fail::classify(&e, &profile);
             failure.print(output);
             ExitCode::from(failure.exit as u8)
+        }
+    }
+}
+
+/// `flare ssh --stdio`: stdout carries SSH, so errors are text on stderr only, and they exit
+/// 255 as ssh's own connection errors do.
+async fn stdio(cli: Cli) -> u8 {
+    let profile = cli.profile.clone();
+    let Command::Ssh(args) = cli.command else { return 255 };
+    let result = async {
+        let ctx = Ctx::new(Output::Text, cli.profile, cli.server, cli.workspace, cli.config_dir)?;
+        ssh_cmd::stdio(&ctx, &args.session).await
+    }
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            fail::classify(&e, &profile).print(Output::Text);
+            255
         }
     }
 }
@@ -464,8 +609,22 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             _ => return Ok(Exit::Ok),
         }
     }
-    let ctx = Ctx::new(cli.output, cli.profile, cli.server, cli.workspace)?;
+    let ctx = Ctx::new(cli.output, cli.profile, cli.server, cli.workspace, cli.config_dir)?;
     match cli.command {
+        Command::Ssh(a) => {
+            return ssh_cmd::ssh(&ctx, &a.session, a.identity.as_deref(), &a.ssh_arg, &a.command)
+                .await;
+        }
+        Command::PortForward { session, ports, identity, ssh_arg } => {
+            return ssh_cmd::port_forward(&ctx, &session, &ports, identity.as_deref(), &ssh_arg)
+                .await;
+        }
+        Command::SshConfig { remove, print } => ssh_cmd::ssh_config(&ctx, remove, print).await?,
+        Command::SshKey(SshKeyCommand::List) => ssh_cmd::key_list(&ctx).await?,
+        Command::SshKey(SshKeyCommand::Add { path, name }) => {
+            ssh_cmd::key_add(&ctx, path.as_deref(), name.as_deref()).await?
+        }
+        Command::SshKey(SshKeyCommand::Remove { id }) => ssh_cmd::key_remove(&ctx, &id).await?,
         Command::Template(cmd) => return run_template(&ctx, cmd).await,
         Command::Session(cmd) => return run_session(&ctx, cmd).await,
         Command::Version => version(&ctx).await?,

@@ -34,8 +34,9 @@ impl Ctx {
         profile: String,
         server_flag: Option<String>,
         workspace_flag: Option<String>,
+        config_dir_flag: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Self> {
-        let paths = Paths::resolve();
+        let paths = Paths::resolve(config_dir_flag);
         let config = match &paths {
             Some(p) => Config::load(&p.config_file())?,
             None => Config::default(),
@@ -61,6 +62,11 @@ impl Ctx {
 
     pub fn store(&self) -> anyhow::Result<CredentialStore> {
         Ok(self.paths()?.credentials())
+    }
+
+    /// `--server` / `FLARE_SERVER` as given (not the profile's nor the default), normalized.
+    pub fn server_flag(&self) -> Option<String> {
+        self.server_flag.as_deref().map(normalize_server)
     }
 
     pub fn text(&self) -> bool {

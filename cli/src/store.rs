@@ -23,10 +23,13 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// `$FLARE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/burstflare`, else `~/.config/burstflare`.
-    pub fn resolve() -> Option<Self> {
+    /// `flag` (the hidden `--config-dir`, which `flare ssh-config` writes into the ProxyCommand),
+    /// else `$FLARE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/burstflare`, else `~/.config/burstflare`.
+    pub fn resolve(flag: Option<PathBuf>) -> Option<Self> {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let dir = var("FLARE_CONFIG_DIR")
+        let dir = flag
+            .filter(|d| !d.as_os_str().is_empty())
+            .or_else(|| var("FLARE_CONFIG_DIR"))
             .or_else(|| {
                 var("XDG_CONFIG_HOME").filter(|p| p.is_absolute()).map(|p| p.join("burstflare"))
             })
@@ -323,24 +326,24 @@ fn create_new_with_mode(path: &Path, _mode: u32) -> std::io::Result<File> {
 }
 
 #[cfg(unix)]
-fn open_private(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_private(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
 }
 
 #[cfg(not(unix))]
-fn open_private(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
 }
 
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 

@@ -118,6 +118,10 @@ fn flare_help_lists_the_commands() {
         "workspace",
         "template",
         "session",
+        "ssh",
+        "port-forward",
+        "ssh-config",
+        "ssh-key",
         "config",
         "completion",
         "--output",
@@ -208,6 +212,16 @@ fn flare_session_help_matches_the_golden_files() {
     assert_golden(&["session", "delete", "--help"], "session-delete.txt");
     assert_golden(&["session", "events", "--help"], "session-events.txt");
     assert_golden(&["session", "why", "--help"], "session-why.txt");
+}
+
+#[test]
+fn flare_ssh_help_matches_the_golden_files() {
+    assert_golden(&["ssh", "--help"], "ssh.txt");
+    assert_golden(&["port-forward", "--help"], "port-forward.txt");
+    assert_golden(&["ssh-config", "--help"], "ssh-config.txt");
+    assert_golden(&["ssh-key", "--help"], "ssh-key.txt");
+    assert_golden(&["ssh-key", "add", "--help"], "ssh-key-add.txt");
+    assert_golden(&["ssh-key", "remove", "--help"], "ssh-key-remove.txt");
 }
 
 #[test]
@@ -530,4 +544,123 @@ fn session_create_needs_a_template() {
     let out = Flare::new().run(&["session", "create", "--name", "x", "-w", "acme"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--template <NAME>"), "{}", stderr(&out));
+}
+
+/// `flare ARGS` as a signed-in user (FLARE_TOKEN) of a server that is down.
+fn offline(flare: &Flare, args: &[&str]) -> Output {
+    flare
+        .cmd(args)
+        .env("FLARE_SERVER", closed_port_url())
+        .env("FLARE_TOKEN", "bf_x")
+        .env("FLARE_WORKSPACE", "acme")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ssh_stdio_errors_go_to_stderr_only_and_exit_255() {
+    let flare = Flare::new();
+    let out = offline(&flare, &["ssh", "--stdio", "dev", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "stdout carries SSH: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).starts_with("error: could not reach the BurstFlare server"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Not signed in: the usual message, still on stderr and 255.
+    let out = flare.cmd(&["ssh", "--stdio", "dev.acme.burstflare"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("hint: run `flare auth login` to sign in"), "{}", stderr(&out));
+
+    let out = offline(&flare, &["ssh", "--stdio", "dev.burstflare"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(stderr(&out).contains("SESSION.WORKSPACE.burstflare"), "{}", stderr(&out));
+
+    // --stdio is the ProxyCommand only: no ssh options, no command.
+    let out = offline(&flare, &["ssh", "--stdio", "dev", "--ssh-arg=-v"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = offline(&flare, &["ssh", "--stdio", "dev", "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn port_forward_checks_its_ports_before_anything_else() {
+    let flare = Flare::new();
+    for (spec, says) in [
+        ("0:3000", "LOCAL port `0`"),
+        ("8080:99999", "REMOTE port `99999`"),
+        ("http:80", "LOCAL port `http`"),
+        ("8080:::1:80", "brackets"),
+    ] {
+        let out = offline(&flare, &["port-forward", "dev", spec]);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{spec}: {}", stderr(&out));
+    }
+    let out = offline(&flare, &["port-forward", "dev", "8080:3000", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(5), "a valid spec gets as far as the server");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "unreachable");
+}
+
+#[test]
+fn ssh_config_print_shows_the_block_without_writing_anything() {
+    let flare = Flare::new();
+    let text = flare.run_ok(&["ssh-config", "--print", "--profile", "work"]);
+    assert!(text.contains("Host *.burstflare\n"), "{text}");
+    assert!(text.contains(&format!("  ProxyCommand {BIN} --config-dir ")), "{text}");
+    assert!(text.contains(" --profile work ssh --stdio %h\n"), "{text}");
+    assert!(text.contains("  StrictHostKeyChecking yes\n"), "{text}");
+    let ssh_dir = flare.config_dir().join("ssh");
+    assert!(
+        text.contains(&format!("  UserKnownHostsFile {}/known_hosts\n", ssh_dir.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("  IdentityFile {}/id_ed25519\n", ssh_dir.display())), "{text}");
+    assert!(!flare.dir.path().join(".ssh").exists());
+
+    let v: serde_json::Value =
+        serde_json::from_str(&flare.run_ok(&["ssh-config", "--print", "--output", "json"]))
+            .unwrap();
+    assert!(v["content"].as_str().unwrap().contains("Host *.burstflare"), "{v}");
+    assert_eq!(
+        v["include_line"],
+        format!("Include {}/.ssh/burstflare_config", flare.dir.path().display())
+    );
+
+    let out = flare.run(&["ssh-config", "--print", "--remove"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn ssh_config_needs_a_sign_in_and_writes_nothing_without_one() {
+    let flare = Flare::new();
+    let out = flare.run(&["ssh-config", "--server", &closed_port_url()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = offline(&flare, &["ssh-config"]);
+    assert!(matches!(out.status.code(), Some(1 | 5)), "{}", stderr(&out));
+    assert!(!flare.dir.path().join(".ssh").exists());
+    let text = flare.run_ok(&["ssh-config", "--remove"]);
+    assert!(text.starts_with("Nothing to remove"), "{text}");
+}
+
+#[test]
+fn ssh_key_add_refuses_what_is_not_a_public_key() {
+    let flare = Flare::new();
+    let path = flare.dir.path().join("notes.txt");
+    std::fs::write(&path, "hello there\n").unwrap();
+    let out = offline(&flare, &["ssh-key", "add", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not an OpenSSH public key"), "{}", stderr(&out));
+    let out = offline(&flare, &["ssh-key", "add", "/nonexistent/key.pub"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = offline(&flare, &["ssh", "dev", "--identity", "/nonexistent/id"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("there is no private key /nonexistent/id"), "{}", stderr(&out));
 }

@@ -3,5 +3,6 @@
 pub mod auth;
 pub mod config;
 pub mod session;
+pub mod ssh;
 pub mod template;
 pub mod workspace;

@@ -286,7 +286,7 @@ fn no_session(id: &str, ws: &str) -> Failure {
 /// The server's answers about one session in words that name it: 404 (no such session), and 409
 /// (the operation is not allowed in the session's current state; the server's message says
 /// which state that is).
-fn session_error(e: anyhow::Error, id: &str, ws: &str) -> anyhow::Error {
+pub(crate) fn session_error(e: anyhow::Error, id: &str, ws: &str) -> anyhow::Error {
     match client_error(&e) {
         Some(c) if c.is_not_found() => no_session(id, ws).into(),
         Some(ClientError::Api { status: 409, error }) => {
