@@ -31,7 +31,7 @@ die() {
 
 # RUSTFLAGS replaces .cargo/config.toml's target rustflags, so repeat the lld linker choice when lld is
 # installed (static-pie links with it in a fraction of GNU ld's time).
-rustflags='-C target-feature=+crt-static'
+rustflags='-C target-feature=+crt-static -C strip=debuginfo'
 if command -v ld.lld >/dev/null 2>&1; then rustflags+=' -C link-arg=-fuse-ld=lld'; fi
 
 RUSTFLAGS=$rustflags cargo build -p burstflare-agent --release --target "$TARGET" --target-dir "$TARGET_DIR" "$@" >&2

@@ -1,5 +1,5 @@
 //! The session's last activity: the latest of the agent's start, the last recorded activity
-//! (`POST /activity`, and in-process callers such as the future SSH and terminal code), and the
+//! (`POST /activity`, and input on SSH channels and browser terminals), and the
 //! newest modification time among the `/dev/pts/*` entries.
 //!
 //! The kernel updates a pseudo-terminal's times when it is read or written (at most every 8 seconds,
@@ -33,6 +33,15 @@ impl Activity {
     /// Records activity now. SSH and terminal code call this for every session they serve.
     pub fn record(&self) {
         self.record_at(now_ms());
+    }
+
+    /// Records activity now unless some was recorded less than a second ago: cheap enough for
+    /// every chunk of SSH or terminal input.
+    pub fn touch(&self) {
+        let now = now_ms();
+        if now.saturating_sub(self.recorded_at_ms.load(Ordering::Relaxed)) >= 1_000 {
+            self.record_at(now);
+        }
     }
 
     /// Records activity at `at_ms`; an older time than the one already recorded is ignored.

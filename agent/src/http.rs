@@ -6,7 +6,8 @@
 //! - `POST /activity` -> 204 (records activity now)
 //! - anything else -> 404 `{"error":"not found"}`
 //!
-//! [`route`] is the whole API as a pure function; [`serve`] puts it behind hyper.
+//! [`route`] is that API as a pure function; [`serve`] puts it behind hyper, together with the
+//! WebSocket endpoints `GET /ssh` and `GET /pty` ([`crate::connect`]).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -17,13 +18,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::activity::Activity;
+use crate::connect::Connect;
 use crate::{VERSION, log};
 
 /// The state of the supervised command, as `GET /ready` reports it.
@@ -43,14 +45,17 @@ pub struct CommandStatus {
 #[derive(Debug)]
 pub struct AgentState {
     /// Session activity; [`Activity::record`] is what `POST /activity` calls.
-    pub activity: Activity,
+    pub activity: Arc<Activity>,
     command: Mutex<CommandStatus>,
 }
 
 impl AgentState {
     /// State of an agent started at `started_at_ms` that watches the pseudo-terminals in `pts_dir`.
     pub fn new(started_at_ms: u64, pts_dir: impl Into<PathBuf>) -> Self {
-        Self { activity: Activity::new(started_at_ms, pts_dir), command: Mutex::default() }
+        Self {
+            activity: Arc::new(Activity::new(started_at_ms, pts_dir)),
+            command: Mutex::default(),
+        }
     }
 
     /// The supervised command's current status.
@@ -100,7 +105,7 @@ pub fn route(method: &str, path: &str, state: &AgentState) -> Reply {
     }
 }
 
-fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+pub(crate) fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     let body = reply.body.map(|value| value.to_string()).unwrap_or_default();
     let has_body = !body.is_empty();
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -112,9 +117,10 @@ fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serves the API on `listener` until the process exits. Every response has a Content-Length (or
-/// no body), so proxies that wait for the end of a body never hang.
-pub async fn serve(listener: TcpListener, state: Arc<AgentState>) {
+/// Serves the API and the WebSocket endpoints on `listener` until the process exits. Every
+/// response has a Content-Length (or no body), so proxies that wait for the end of a body never
+/// hang.
+pub async fn serve(listener: TcpListener, state: Arc<AgentState>, connect: Arc<Connect>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
@@ -125,16 +131,26 @@ pub async fn serve(listener: TcpListener, state: Arc<AgentState>) {
                 continue;
             }
         };
-        let state = state.clone();
+        // SSH keystrokes and terminal echo are small writes: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        let (state, connect) = (state.clone(), connect.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let reply = route(request.method().as_str(), request.uri().path(), &state);
-                async move { Ok::<_, Infallible>(into_response(reply)) }
+                let path = request.uri().path();
+                let response = if request.method() == Method::GET && matches!(path, "/ssh" | "/pty")
+                {
+                    let path = path.to_string();
+                    connect.handle(&path, request)
+                } else {
+                    into_response(route(request.method().as_str(), path, &state))
+                };
+                async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             // Client resets and timeouts are routine; nothing to log.
             let _ = connection.await;
         });

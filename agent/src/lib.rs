@@ -3,13 +3,23 @@
 //! (`/opt/burstflare/agent supervise -- <the image's CMD...>`). See docs/agent.md.
 //!
 //! It is the container's PID 1 ([`supervise`]): it starts the image's command in its own process
-//! group, forwards SIGTERM/SIGINT/SIGHUP to it, reaps every zombie, and serves a tiny HTTP API
-//! ([`http`]) that reports readiness and the session's last activity ([`activity`]). Later issues add
-//! SSH, the browser terminal's PTY and snapshot pack/unpack.
+//! group, forwards SIGTERM/SIGINT/SIGHUP to it, reaps every zombie ([`children`]), and serves a
+//! tiny HTTP API ([`http`]) that reports readiness and the session's last activity ([`activity`]).
+//! On the same port it serves SSH ([`ssh`], [`sftp`]) and browser terminals ([`terminal`]) over
+//! WebSockets ([`connect`]), running them as the session user ([`user`], [`spawn`]).
 
 pub mod activity;
+pub mod channel;
+pub mod children;
+pub mod connect;
 pub mod http;
+pub mod sftp;
+pub mod spawn;
+pub mod ssh;
 pub mod supervise;
+pub mod terminal;
+pub mod user;
+pub mod wsio;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

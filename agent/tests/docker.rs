@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "connect/support.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{get, request, wait_for};
@@ -86,6 +88,21 @@ impl Drop for Container {
     }
 }
 
+/// The host port of the container's 7070, once `/ready` answers there.
+fn published_port(container: &str) -> u16 {
+    // "127.0.0.1:49153"
+    let published = docker_ok(&["port", container, "7070/tcp"]);
+    let port: u16 = published
+        .lines()
+        .find_map(|line| line.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected `docker port` output {published:?}"));
+    wait_for("GET /ready through the published port", Duration::from_secs(20), || {
+        request(port, "GET", "/ready").is_ok_and(|reply| reply.status == 200)
+    });
+    port
+}
+
 #[test]
 fn static_agent_is_pid_1_of_a_session_container() {
     let agent = static_agent();
@@ -108,17 +125,7 @@ fn static_agent_is_pid_1_of_a_session_container() {
     ]);
     let container = Container(id);
 
-    // "127.0.0.1:49153"
-    let published = docker_ok(&["port", &container.0, "7070/tcp"]);
-    let port: u16 = published
-        .lines()
-        .find_map(|line| line.strip_prefix("127.0.0.1:"))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected `docker port` output {published:?}"));
-
-    wait_for("GET /ready through the published port", Duration::from_secs(20), || {
-        request(port, "GET", "/ready").is_ok_and(|reply| reply.status == 200)
-    });
+    let port = published_port(&container.0);
     let ready = get(port, "/ready").body;
     assert_eq!(ready["version"], burstflare_agent::VERSION);
     assert_eq!(ready["command"]["running"], true, "{ready}");
@@ -147,4 +154,112 @@ fn static_agent_is_pid_1_of_a_session_container() {
     docker_ok(&["stop", "-t", "5", &container.0]);
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(5), "docker stop took {took:?}: SIGTERM was not handled");
+}
+
+#[test]
+fn static_agent_serves_ssh_and_terminals_as_the_session_user() {
+    use support::{Keys, Session, TOKEN, random_bytes, stdout};
+
+    let agent = static_agent();
+    let keys = Keys::new();
+    let mount = format!("{}:/opt/burstflare/agent:ro", agent.display());
+    let token = format!("BURSTFLARE_AGENT_TOKEN={TOKEN}");
+    let host_key = format!("BURSTFLARE_HOST_KEY={}", keys.host_private);
+    let id = docker_ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "-v",
+        &mount,
+        "-p",
+        "127.0.0.1::7070",
+        "-e",
+        &token,
+        "-e",
+        &host_key,
+        "-e",
+        "BURSTFLARE_SESSION_USER=dev",
+        "--entrypoint",
+        "/opt/burstflare/agent",
+        IMAGE,
+        "supervise",
+        "--",
+        "sleep",
+        "infinity",
+    ]);
+    let container = Container(id);
+    let port = published_port(&container.0);
+    let session = Session::attach(keys, None, port);
+
+    // The image's user `dev`, in its home; the agent's secrets are neither in the environment
+    // nor readable from PID 1.
+    let out = session.exec(
+        "id -un; pwd; echo $HOME; env | grep -c BURSTFLARE_; \
+         cat /proc/1/environ >/dev/null 2>&1 && echo readable || echo protected",
+    );
+    assert_eq!(stdout(&out), "dev\n/home/dev\n/home/dev\n0\nprotected\n", "{out:?}");
+
+    // scp (SFTP mode) writes as dev, with the umask.
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(1 << 20, 3);
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, &data).unwrap();
+    let out = session.scp(&[local.to_str().unwrap(), "tester@127.0.0.1:up.bin"]);
+    assert!(out.status.success(), "{out:?}");
+    let back = dir.path().join("back.bin");
+    let out = session.scp(&["tester@127.0.0.1:/home/dev/up.bin", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read(&back).unwrap() == data);
+    assert_eq!(
+        docker_ok(&["exec", &container.0, "stat", "-c", "%U %a", "/home/dev/up.bin"]),
+        "dev 644"
+    );
+
+    // ssh -L to the agent's own port inside the container: direct-tcpip from the static binary,
+    // by the container's host name (in its /etc/hosts: the static glibc resolver).
+    let hostname = docker_ok(&["exec", &container.0, "hostname"]);
+    let local = support::port();
+    let mut forward = session.ssh(&["-N", "-L", &format!("127.0.0.1:{local}:{hostname}:7070")]);
+    forward.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _forward = support::Background(forward.spawn().unwrap());
+    support::wait_listening(local);
+    let ready = get(local, "/ready");
+    assert_eq!(ready.body["ready"], true, "{:?}", ready.body);
+
+    // The browser terminal: a login shell as dev on a terminal dev owns.
+    let shown = session.block_on(async {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let headers = support::BridgeHeaders {
+            token: Some(TOKEN.to_string()),
+            authorized_keys: String::new(),
+        };
+        let mut ws = support::connect(port, "/pty?cols=80&rows=24", &headers).await.unwrap();
+        let command = "echo \"u=$(id -un) t=$(stat -c %U $(tty))\"\r";
+        ws.send(Message::binary(command.as_bytes().to_vec())).await.unwrap();
+        let mut shown = String::new();
+        while !shown.contains("u=dev t=dev") {
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            match next.unwrap_or_else(|_| panic!("no output; shown:\n{shown}")) {
+                Some(Ok(Message::Binary(data))) => shown.push_str(&String::from_utf8_lossy(&data)),
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}; shown:\n{shown}"),
+            }
+        }
+        shown
+    });
+    assert!(shown.contains("u=dev t=dev"));
+
+    // Nothing left behind: no zombies in the container.
+    wait_for("no zombies", Duration::from_secs(5), || {
+        let processes = docker_ok(&["exec", &container.0, "ps", "-eo", "stat=,args="]);
+        !processes.lines().any(|line| line.trim_start().starts_with('Z'))
+    });
+    let stopping = Instant::now();
+    docker_ok(&["stop", "-t", "5", &container.0]);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "docker stop took {:?}",
+        stopping.elapsed()
+    );
 }

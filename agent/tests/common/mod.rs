@@ -74,12 +74,18 @@ pub struct Agent {
 impl Agent {
     /// Starts `supervise --listen 127.0.0.1:<free port> <extra...>` and waits for /ready.
     pub fn start(extra: &[&str]) -> Agent {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables (the agent's secrets, say).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let port = free_port();
         let mut child = Command::new(agent_bin())
             .arg("supervise")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

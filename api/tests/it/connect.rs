@@ -159,7 +159,7 @@ async fn flare_ssh_scp_sftp_and_port_forward_reach_a_real_session() {
     assert_eq!(std::fs::read(me.home.path().join(".ssh/config")).unwrap(), config);
     let alias = sdk::ssh_host_alias("box", &stack.ws);
     let mut ssh = me.openssh(&stack, "ssh");
-    ssh.arg(&alias).arg("cat /etc/burstflare-template; echo $FOO").arg("-o").arg("SetEnv=FOO=bar");
+    ssh.args(["-o", "SetEnv=FOO=bar", &alias, "cat /etc/burstflare-template; echo $FOO"]);
     let (code, out, err) = run(ssh).await;
     assert_eq!((code, out.as_str()), (0, "devbox\nbar\n"), "{err}");
 
