@@ -84,7 +84,9 @@ async fn key_add(
     Body(b): Body<sdk::AddSshKey>,
 ) -> Result<(StatusCode, Json<sdk::SshKey>), AppError> {
     let name = b.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_KEY_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_KEY_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(AppError::invalid(
             "name",
@@ -140,7 +142,11 @@ fn runtime_secret(state: &AppState) -> Result<&[u8], AppError> {
     Ok(secret)
 }
 
-fn host_key_view(state: &AppState, ws: &Workspace, s: &SessionRecord) -> Result<sdk::HostKey, AppError> {
+fn host_key_view(
+    state: &AppState,
+    ws: &Workspace,
+    s: &SessionRecord,
+) -> Result<sdk::HostKey, AppError> {
     let key = domain::connect::host_key(runtime_secret(state)?, s.id.as_str())
         .map_err(|e| anyhow::anyhow!(e))?;
     let alias = sdk::ssh_host_alias(&s.name, ws.slug.as_str());
@@ -153,7 +159,11 @@ fn host_key_view(state: &AppState, ws: &Workspace, s: &SessionRecord) -> Result<
     })
 }
 
-async fn session_of(state: &AppState, ctx: &WorkspaceCtx, id: &str) -> Result<SessionRecord, AppError> {
+async fn session_of(
+    state: &AppState,
+    ctx: &WorkspaceCtx,
+    id: &str,
+) -> Result<SessionRecord, AppError> {
     let s = state.store.session_in_workspace(&ctx.workspace.id, id).await?;
     s.filter(|s| s.state != "deleted").ok_or(AppError::NotFound)
 }
@@ -178,9 +188,13 @@ async fn host_key(
 
 /// The user SSH logs in as: the template's `user`, else `root`-agnostic "dev".
 async fn ssh_user(state: &AppState, s: &SessionRecord) -> String {
-    let manifest = state.store.version_by_id(&s.version_id).await.ok().flatten().and_then(|v| {
-        serde_json::from_str::<sdk::bundle::Manifest>(&v.manifest_json).ok()
-    });
+    let manifest = state
+        .store
+        .version_by_id(&s.version_id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_str::<sdk::bundle::Manifest>(&v.manifest_json).ok());
     manifest.and_then(|m| m.user).unwrap_or_else(|| "root".to_owned())
 }
 
@@ -290,7 +304,12 @@ async fn ssh_socket(
     }
 }
 
-async fn ssh_open(state: &AppState, ws: &str, id: &str, mut req: Request) -> Result<Response, AppError> {
+async fn ssh_open(
+    state: &AppState,
+    ws: &str,
+    id: &str,
+    mut req: Request,
+) -> Result<Response, AppError> {
     let meta = RequestMeta::from_parts(req.headers(), req.extensions());
     let presented = bearer(req.headers()).unwrap_or("");
     if !presented.starts_with(sdk::RUNTIME_TOKEN_PREFIX) {
@@ -299,18 +318,17 @@ async fn ssh_open(state: &AppState, ws: &str, id: &str, mut req: Request) -> Res
         ));
     }
     let now = now_ms();
-    let token = state
-        .store
-        .runtime_token_by_hash(&secrets::hash(presented), now)
-        .await?
-        .ok_or(AppError::Unauthenticated(
+    let token = state.store.runtime_token_by_hash(&secrets::hash(presented), now).await?.ok_or(
+        AppError::Unauthenticated(
             "the runtime token is not valid (expired or revoked): get a new one",
-        ))?;
+        ),
+    )?;
     let user = state.store.user_by_id(&token.user_id).await?.ok_or(AppError::NotFound)?;
     let slug = Slug::parse(ws).map_err(|_| AppError::NotFound)?;
     let workspace = state.store.workspace_by_slug(&slug).await?.ok_or(AppError::NotFound)?;
     let role = state.store.membership(&workspace.id, &user.id).await?.ok_or(AppError::NotFound)?;
-    let session = state.store.session_in_workspace(&workspace.id, id).await?.ok_or(AppError::NotFound)?;
+    let session =
+        state.store.session_in_workspace(&workspace.id, id).await?.ok_or(AppError::NotFound)?;
     // A token opens only the session it was issued for.
     if session.id != token.session_id {
         return Err(AppError::NotFound);
@@ -339,8 +357,9 @@ async fn ssh_open(state: &AppState, ws: &str, id: &str, mut req: Request) -> Res
         "x-burstflare-authorized-keys",
         HeaderValue::from_str(&encoded).map_err(|e| anyhow::anyhow!(e))?,
     );
-    let client = tunnel::take_upgrade(&mut req)
-        .ok_or_else(|| AppError::invalid("upgrade", "upgrade: this connection cannot be upgraded"))?;
+    let client = tunnel::take_upgrade(&mut req).ok_or_else(|| {
+        AppError::invalid("upgrade", "upgrade: this connection cannot be upgraded")
+    })?;
     let conn = Conn {
         kind: "ssh",
         id: uuid::Uuid::now_v7().to_string(),
@@ -363,11 +382,9 @@ struct TerminalQuery {
 fn dimension(name: &'static str, v: Option<&str>, default: u16) -> Result<u16, AppError> {
     match v {
         None => Ok(default),
-        Some(v) => v
-            .parse::<u16>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| AppError::invalid(name, format!("{name}: must be a number from 1 to 1000"))),
+        Some(v) => v.parse::<u16>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+            AppError::invalid(name, format!("{name}: must be a number from 1 to 1000"))
+        }),
     }
 }
 
@@ -405,7 +422,9 @@ async fn terminal_open(
     let cookie_auth = p.session_id().is_some();
     match origin {
         Some(o) if o != own_origin => {
-            return Err(AppError::Forbidden("cross-origin WebSocket refused (Origin must be this site)"));
+            return Err(AppError::Forbidden(
+                "cross-origin WebSocket refused (Origin must be this site)",
+            ));
         }
         None if cookie_auth => {
             return Err(AppError::Forbidden("a browser WebSocket must carry an Origin header"));
@@ -419,12 +438,16 @@ async fn terminal_open(
         let ok = (1..=64).contains(&tid.len())
             && tid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
-            return Err(AppError::invalid("tid", "tid: 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'"));
+            return Err(AppError::invalid(
+                "tid",
+                "tid: 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
+            ));
         }
         query.push_str(&format!("&tid={tid}"));
     }
-    let client = tunnel::take_upgrade(&mut req)
-        .ok_or_else(|| AppError::invalid("upgrade", "upgrade: this connection cannot be upgraded"))?;
+    let client = tunnel::take_upgrade(&mut req).ok_or_else(|| {
+        AppError::invalid("upgrade", "upgrade: this connection cannot be upgraded")
+    })?;
     let meta = RequestMeta::from_parts(req.headers(), req.extensions());
     // Re-authenticating needs only the credentials, not the handshake.
     let mut credentials = HeaderMap::new();
@@ -463,7 +486,8 @@ async fn open(
         )));
     }
     let secret = runtime_secret(state)?;
-    let node_id = s.node_id.as_deref().ok_or(AppError::Unavailable("the session has no node yet"))?;
+    let node_id =
+        s.node_id.as_deref().ok_or(AppError::Unavailable("the session has no node yet"))?;
     let node = state
         .store
         .node_by_id(node_id)
@@ -484,9 +508,11 @@ async fn open(
         _ => return Err(AppError::Unavailable("the session's node tunnel URL has no host")),
     };
     let token = domain::connect::agent_token(secret, s.id.as_str(), s.generation);
-    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| anyhow::anyhow!(e))?;
+    let bearer =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| anyhow::anyhow!(e))?;
     headers.insert(header::AUTHORIZATION, bearer);
-    let user_header = HeaderValue::from_str(conn.user.id.as_str()).map_err(|e| anyhow::anyhow!(e))?;
+    let user_header =
+        HeaderValue::from_str(conn.user.id.as_str()).map_err(|e| anyhow::anyhow!(e))?;
     headers.insert("x-burstflare-user", user_header);
     let conn_header = HeaderValue::from_str(&conn.id).map_err(|e| anyhow::anyhow!(e))?;
     headers.insert("x-burstflare-connection", conn_header);

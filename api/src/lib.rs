@@ -2,9 +2,9 @@
 //! process orchestration of `burstflare dev`, and the `burstflare` subcommands.
 
 pub mod auth;
-pub mod connect;
 pub mod bootstrap;
 pub mod children;
+pub mod connect;
 pub mod dev;
 pub mod device;
 pub mod error;

@@ -43,14 +43,17 @@ const HANDSHAKE_HEADERS: [HeaderName; 4] = [
     header::ORIGIN,
 ];
 /// Response headers of the next hop's `101` that travel back.
-const ANSWER_HEADERS: [HeaderName; 2] = [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL];
+const ANSWER_HEADERS: [HeaderName; 2] =
+    [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL];
 
 /// Whether `headers` ask for a WebSocket upgrade.
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let has = |name: HeaderName, token: &str| {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| {
-            v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     has(header::CONNECTION, "upgrade")
         && has(header::UPGRADE, "websocket")
@@ -274,9 +277,9 @@ impl NodeTunnel {
         secret: Vec<u8>,
         docker: bollard::Docker,
     ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("node tunnel: cannot listen on {listen} (node.tunnel_listen)"))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("node tunnel: cannot listen on {listen} (node.tunnel_listen)")
+        })?;
         let local = listener.local_addr()?;
         let url = match advertised {
             Some(u) => u,

@@ -85,7 +85,9 @@ impl Workers {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
                 tick.tick().await;
-                if let Err(e) = store.heartbeat_node(&beat_id, &version, None, Some(&tunnel_url)).await {
+                if let Err(e) =
+                    store.heartbeat_node(&beat_id, &version, None, Some(&tunnel_url)).await
+                {
                     tracing::warn!("node heartbeat: {e}");
                 }
             }

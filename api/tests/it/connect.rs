@@ -86,7 +86,8 @@ fn ws_request(
     let url = stack.client.socket_url(path).unwrap();
     let mut req = url.as_str().into_client_request().unwrap();
     for (k, v) in headers {
-        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        let name =
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
         req.headers_mut().insert(name, HeaderValue::from_str(v).unwrap());
     }
     req
@@ -104,8 +105,12 @@ async fn refused(req: tokio_tungstenite::tungstenite::handshake::client::Request
 /// Waits until an open WebSocket ends; panics after `within`.
 async fn cut_within<S>(ws: &mut S, within: Duration, what: &str)
 where
-    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
-        + Unpin,
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
 {
     let deadline = Instant::now() + within;
     loop {
@@ -219,7 +224,9 @@ async fn flare_ssh_scp_sftp_and_port_forward_reach_a_real_session() {
     let body = loop {
         match reqwest::get(format!("http://127.0.0.1:{local}/ready")).await {
             Ok(r) => break r.text().await.unwrap(),
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
             Err(e) => panic!("port-forward never answered: {e}"),
         }
     };
@@ -268,7 +275,22 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
     let stack = stack().await;
     stack.template("deny").await;
     let store = stack.store();
-    let ws = store.workspace_by_slug(&domain::ids::Slug::parse(&stack.ws).unwrap()).await.unwrap().unwrap();
+    let ws = store
+        .workspace_by_slug(&domain::ids::Slug::parse(&stack.ws).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // Two sessions run at once here: lift the free plan's limit for this workspace.
+    sqlx::query(
+        "INSERT INTO quotas (workspace_id, plan_id, overrides_json, updated_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(ws.id.as_str())
+    .bind(domain::store::FREE_PLAN_ID)
+    .bind(r#"{"max_running_sessions":null,"max_sessions":null}"#)
+    .bind(domain::store::now_ms())
+    .execute(store.pool())
+    .await
+    .unwrap();
 
     // Bob, a member of the workspace with an API token and his own session.
     let (bob, _) = store
@@ -308,7 +330,10 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
         .unwrap();
     assert!(keygen.success());
     let bob_pub = std::fs::read_to_string(bob_key.with_extension("pub")).unwrap();
-    bob_client.add_ssh_key(&sdk::AddSshKey { name: "bob".into(), public_key: bob_pub }).await.unwrap();
+    bob_client
+        .add_ssh_key(&sdk::AddSshKey { name: "bob".into(), public_key: bob_pub })
+        .await
+        .unwrap();
     let me = Person { token: stack.token.clone(), home: tempfile::tempdir().unwrap() };
     let (code, _, err) = run(me.flare(&stack, &["ssh", "mine", "--", "true"])).await;
     assert_eq!(code, 0, "{err}");
@@ -318,14 +343,23 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
     // No token, an API token instead of a runtime token, a made-up one: 401.
     assert_eq!(refused(ws_request(&stack, &ssh_path("mine"), &[])).await, 401);
     let api = format!("Bearer {}", stack.token);
-    assert_eq!(refused(ws_request(&stack, &ssh_path("mine"), &[("authorization", &api)])).await, 401);
+    assert_eq!(
+        refused(ws_request(&stack, &ssh_path("mine"), &[("authorization", &api)])).await,
+        401
+    );
     let fake = "Bearer bfrt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    assert_eq!(refused(ws_request(&stack, &ssh_path("mine"), &[("authorization", fake)])).await, 401);
+    assert_eq!(
+        refused(ws_request(&stack, &ssh_path("mine"), &[("authorization", fake)])).await,
+        401
+    );
 
     // A token for another session opens nothing else: 404.
     let t = stack.client.runtime_token(&stack.ws, "mine").await.unwrap();
     let bearer = format!("Bearer {}", t.token);
-    assert_eq!(refused(ws_request(&stack, &ssh_path("bobs"), &[("authorization", &bearer)])).await, 404);
+    assert_eq!(
+        refused(ws_request(&stack, &ssh_path("bobs"), &[("authorization", &bearer)])).await,
+        404
+    );
     // Someone else's session: no token at all.
     let err = stack.client.runtime_token(&stack.ws, "bobs").await.unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
@@ -337,7 +371,10 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
         .execute(store.pool())
         .await
         .unwrap();
-    assert_eq!(refused(ws_request(&stack, &ssh_path("mine"), &[("authorization", &bearer)])).await, 401);
+    assert_eq!(
+        refused(ws_request(&stack, &ssh_path("mine"), &[("authorization", &bearer)])).await,
+        401
+    );
     let renew = stack.client.renew_runtime_token(&stack.ws, "mine", &t.id).await.unwrap_err();
     assert_eq!(renew.status(), Some(404), "an expired token cannot be renewed");
 
@@ -349,6 +386,14 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
         &ssh_path("mine"),
         &[("authorization", &bearer)],
     ))
+    .await
+    .unwrap();
+    futures::SinkExt::send(
+        &mut live,
+        tokio_tungstenite::tungstenite::Message::Binary(
+            b"SSH-2.0-BurstFlareTest\r\n".to_vec().into(),
+        ),
+    )
     .await
     .unwrap();
     let banner = tokio::time::timeout(Duration::from_secs(10), live.next()).await.unwrap();
@@ -363,7 +408,14 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
     let alias = sdk::ssh_host_alias("mine", &stack.ws);
     ssh.arg("-o")
         .arg(format!("ProxyCommand={} ssh --stdio %h", flare_bin().display()))
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes"])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", me.config_dir().join("ssh/known_hosts").display()))
         .arg("-i")
@@ -382,7 +434,11 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
 
     // Bob, connected, is cut when downgraded to viewer, and a viewer gets no token.
     let bob_live = |t: sdk::RuntimeToken| {
-        let req = ws_request(&stack, &ssh_path("bobs"), &[("authorization", &format!("Bearer {}", t.token))]);
+        let req = ws_request(
+            &stack,
+            &ssh_path("bobs"),
+            &[("authorization", &format!("Bearer {}", t.token))],
+        );
         async move { tokio_tungstenite::connect_async(req).await.unwrap().0 }
     };
     let mut live = bob_live(bob_client.runtime_token(&stack.ws, "bobs").await.unwrap()).await;
@@ -397,9 +453,20 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
     store.remove_member(&ws.id, &bob.id).await.unwrap();
     cut_within(&mut live, Duration::from_secs(5), "removed from the workspace").await;
 
-    let closed = audit_details(&stack, "session.connect.close").await;
-    let reasons: Vec<&str> = closed.iter().filter_map(|d| d["reason"].as_str()).collect();
-    for want in ["runtime token revoked", "role no longer allows using sessions", "no longer a member of the workspace"] {
-        assert!(reasons.contains(&want), "{want} missing from {reasons:?}");
+    // The close is audited right after the cut, with its reason.
+    let want = [
+        "runtime token revoked",
+        "role no longer allows using sessions",
+        "no longer a member of the workspace",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let closed = audit_details(&stack, "session.connect.close").await;
+        let reasons: Vec<&str> = closed.iter().filter_map(|d| d["reason"].as_str()).collect();
+        if want.iter().all(|w| reasons.contains(w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{want:?} not all in {reasons:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
