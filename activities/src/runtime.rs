@@ -141,7 +141,8 @@ pub fn agent_env(secret: &[u8], spec: &ContainerSpec) -> Result<Vec<String>, Run
         return Ok(Vec::new());
     }
     let token = domain::connect::agent_token(secret, &spec.session_id, spec.generation);
-    let key = domain::connect::host_key(secret, &spec.session_id).map_err(RuntimeError::Permanent)?;
+    let key =
+        domain::connect::host_key(secret, &spec.session_id).map_err(RuntimeError::Permanent)?;
     Ok(vec![
         format!("BURSTFLARE_AGENT_TOKEN={token}"),
         format!("BURSTFLARE_HOST_KEY={}", key.private_openssh),
@@ -272,7 +273,9 @@ impl RuntimeProvider for DockerRuntime {
         let mut env: Vec<String> = spec
             .env
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "BURSTFLARE_AGENT_TOKEN" | "BURSTFLARE_HOST_KEY"))
+            .filter(|(k, _)| {
+                !matches!(k.as_str(), "BURSTFLARE_AGENT_TOKEN" | "BURSTFLARE_HOST_KEY")
+            })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         env.extend(agent_env(&self.settings.runtime_secret, spec)?);

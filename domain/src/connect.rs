@@ -66,8 +66,8 @@ impl std::fmt::Debug for HostKey {
 pub fn host_key(secret: &[u8], session: &str) -> Result<HostKey, String> {
     let seed = hmac(secret, &[b"burstflare host key v1", session.as_bytes()]);
     let keypair = Ed25519Keypair::from_seed(&seed);
-    let private = PrivateKey::new(KeypairData::Ed25519(keypair), "")
-        .map_err(|e| format!("host key: {e}"))?;
+    let private =
+        PrivateKey::new(KeypairData::Ed25519(keypair), "").map_err(|e| format!("host key: {e}"))?;
     let private_openssh =
         private.to_openssh(LineEnding::LF).map_err(|e| format!("host key: {e}"))?.to_string();
     let public = private.public_key();

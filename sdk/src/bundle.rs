@@ -384,7 +384,9 @@ impl Manifest {
         if let Some(user) = &self.user {
             let ok = user.len() <= 32
                 && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && user.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if !ok {
                 errors.push(BundleError::new(
                     "user",

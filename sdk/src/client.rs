@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub use reqwest::Method;
 
+use crate::{AddSshKey, HostKey, RenewedRuntimeToken, RuntimeToken, SshKey};
 use crate::{
     ApiError, CreateInvite, CreatedInvite, DeviceCodeRequest, DeviceCodeResponse,
     DeviceTokenRequest, ErrorCode, HealthResponse, Me, MemberInfo, OAuthError, RefreshRequest,
@@ -19,7 +20,6 @@ use crate::{
     BuildLog, ConfirmedVersion, CreateTemplate, CreateVersion, TemplateBuild, TemplateDetail,
     TemplateSummary, TemplateVersion, UploadTicket,
 };
-use crate::{AddSshKey, HostKey, RenewedRuntimeToken, RuntimeToken, SshKey};
 use crate::{CreateSession, SessionDetail, SessionEvent, SessionSummary, SessionWhy};
 
 /// The `body` argument of [`Client::request`] for requests without one.

@@ -133,12 +133,8 @@ mod tests {
     #[test]
     fn terminal_control_is_tagged_json() {
         let r = TerminalControl::Resize { cols: 80, rows: 24 };
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"type":"resize","cols":80,"rows":24}"#
-        );
-        let back: TerminalControl =
-            serde_json::from_str(r#"{"type":"exit","code":3}"#).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"type":"resize","cols":80,"rows":24}"#);
+        let back: TerminalControl = serde_json::from_str(r#"{"type":"exit","code":3}"#).unwrap();
         assert_eq!(back, TerminalControl::Exit { code: 3 });
     }
 }

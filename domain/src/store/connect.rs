@@ -77,7 +77,9 @@ impl Store {
         now: i64,
     ) -> Result<(SshKeyRecord, bool), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!("SELECT {SSH_KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 AND fingerprint = $2");
+        let sql = format!(
+            "SELECT {SSH_KEY_COLUMNS} FROM ssh_keys WHERE user_id = $1 AND fingerprint = $2"
+        );
         let existing = sqlx::query(&sql)
             .bind(user.as_str())
             .bind(&key.fingerprint)

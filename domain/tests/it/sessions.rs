@@ -590,15 +590,11 @@ async fn connect_material(store: &Store) {
     assert_eq!(found, t);
     assert!(store.runtime_token_by_hash(b"hash-1", now + 60_000).await.unwrap().is_none());
     assert!(store.runtime_token_by_hash(b"other", now).await.unwrap().is_none());
-    let renewed = store
-        .renew_runtime_token(&alice.id, &session.id, &t.id, now, now + 120_000)
-        .await
-        .unwrap();
+    let renewed =
+        store.renew_runtime_token(&alice.id, &session.id, &t.id, now, now + 120_000).await.unwrap();
     assert_eq!(renewed.expires_at, now + 120_000);
-    let not_back = store
-        .renew_runtime_token(&alice.id, &session.id, &t.id, now, now + 90_000)
-        .await
-        .unwrap();
+    let not_back =
+        store.renew_runtime_token(&alice.id, &session.id, &t.id, now, now + 90_000).await.unwrap();
     assert_eq!(not_back.expires_at, now + 120_000, "never moves backwards");
     for (user, sid, id) in [
         (&bob.id, &session.id, &t.id),
