@@ -134,6 +134,7 @@ pub fn parse_public_key(line: &str) -> Result<ParsedPublicKey, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

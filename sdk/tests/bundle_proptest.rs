@@ -96,6 +96,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 idle_timeout_minutes: idle,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 hooks: Default::default(),
+                user: None,
             }
         },
     )

@@ -568,7 +568,7 @@ async fn connect_material(store: &Store) {
     assert_eq!(again, k1, "the same key again answers with the existing entry");
     let (bobs, created) = store.add_ssh_key(&bob.id, "bob", &key, T).await.unwrap();
     assert!(created && bobs.id != k1.id, "another user may register the same key");
-    assert_eq!(store.ssh_keys(&alice.id).await.unwrap(), [k1.clone()]);
+    assert_eq!(store.ssh_keys(&alice.id).await.unwrap(), std::slice::from_ref(&k1));
     let theirs = store.remove_ssh_key(&bob.id, &k1.id).await;
     assert!(matches!(theirs, Err(StoreError::NotFound)), "someone else's key");
     assert!(matches!(

@@ -56,6 +56,7 @@ async fn self_check_runs_on_real_workers_writes_the_database_and_its_history_rep
                     activities::runtime::DockerRuntimeSettings {
                         agent_path: "/nonexistent".into(),
                         data_dir: std::env::temp_dir(),
+                        runtime_secret: Vec::new(),
                     },
                 )),
             ),
