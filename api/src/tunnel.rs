@@ -226,33 +226,166 @@ pub fn take_upgrade(req: &mut Request) -> Option<OnUpgrade> {
     req.extensions_mut().remove::<OnUpgrade>()
 }
 
+/// Where a server-to-client WebSocket byte stream is, frame by frame, so a close frame can be
+/// put between two frames (never inside one).
+#[derive(Debug, Default)]
+pub struct FrameTracker {
+    /// Payload bytes of the current frame still to come.
+    remaining: u64,
+    /// The bytes of a frame header seen so far (a header can span reads).
+    header: Vec<u8>,
+}
+
+impl FrameTracker {
+    /// Between two frames.
+    pub fn at_boundary(&self) -> bool {
+        self.remaining == 0 && self.header.is_empty()
+    }
+
+    /// Consumes `data`; with `stop_at_boundary`, stops at the first frame boundary and returns
+    /// how many bytes belong before it (all of them otherwise).
+    pub fn feed(&mut self, data: &[u8], stop_at_boundary: bool) -> usize {
+        let mut i = 0;
+        while i < data.len() {
+            if stop_at_boundary && self.at_boundary() {
+                return i;
+            }
+            if self.remaining > 0 {
+                let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(data.len() - i);
+                self.remaining -= n as u64;
+                i += n;
+                continue;
+            }
+            self.header.push(data[i]);
+            i += 1;
+            if let Some((header_len, payload_len)) = parse_header(&self.header)
+                && self.header.len() == header_len
+            {
+                self.header.clear();
+                self.remaining = payload_len;
+            }
+        }
+        i
+    }
+}
+
+/// `(header length, payload length)` of a frame whose header starts with `h`, once enough of it
+/// is known.
+fn parse_header(h: &[u8]) -> Option<(usize, u64)> {
+    let b1 = *h.get(1)?;
+    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+    let (ext, payload) = match b1 & 0x7f {
+        126 => (2, u64::from(u16::from_be_bytes([*h.get(2)?, *h.get(3)?]))),
+        127 => {
+            let bytes: [u8; 8] = h.get(2..10)?.try_into().ok()?;
+            (8, u64::from_be_bytes(bytes))
+        }
+        n => (0, u64::from(n)),
+    };
+    Some((2 + ext + mask, payload))
+}
+
+/// A server-to-client close frame (policy violation, 1008) carrying `reason` (cut to fit).
+pub fn close_frame(reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(120);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = &reason.as_bytes()[..cut];
+    let mut frame = vec![0x88, u8::try_from(2 + reason.len()).unwrap_or(125)];
+    frame.extend_from_slice(&1008u16.to_be_bytes());
+    frame.extend_from_slice(reason);
+    frame
+}
+
+/// How long a cut waits for the frame in flight to end before it drops the connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+fn ended(r: std::io::Result<u64>) -> String {
+    match r {
+        Ok(_) => "closed".to_owned(),
+        // A peer that vanishes without a closing handshake (ssh kills its ProxyCommand) is the
+        // normal end of an SSH connection.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            "closed".to_owned()
+        }
+        Err(e) => format!("closed: {e}"),
+    }
+}
+
 /// Splices the client's upgraded connection with the next hop's until either side closes or
-/// `stop` resolves, counting bytes into `traffic`. Returns why it ended.
+/// `stop` resolves, counting bytes into `traffic`. When `stop` cuts the connection, the client
+/// gets a WebSocket close frame with the reason at the next frame boundary (within
+/// [`CLOSE_GRACE`]). Returns why it ended.
 pub async fn splice(
     client: OnUpgrade,
     hop: Upgraded,
     traffic: Arc<Traffic>,
     stop: impl std::future::Future<Output = String>,
 ) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let client = match tokio::time::timeout(HOP_TIMEOUT, client).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return format!("client upgrade failed: {e}"),
         Err(_) => return "client upgrade timed out".to_owned(),
     };
-    let mut client = Counted { inner: TokioIo::new(client), read: traffic.clone(), up: true };
-    let mut hop = Counted { inner: TokioIo::new(hop), read: traffic, up: false };
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut hop) => match r {
-            Ok(_) => "closed".to_owned(),
-            // A peer that vanishes without a closing handshake (ssh kills its ProxyCommand)
-            // is the normal end of an SSH connection.
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof) => {
-                "closed".to_owned()
+    let client = Counted { inner: TokioIo::new(client), read: traffic.clone(), up: true };
+    let hop = Counted { inner: TokioIo::new(hop), read: traffic, up: false };
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut hop_read, mut hop_write) = tokio::io::split(hop);
+    let up = async {
+        let r = tokio::io::copy(&mut client_read, &mut hop_write).await;
+        let _ = hop_write.shutdown().await;
+        ended(r)
+    };
+    let down = async {
+        let mut frames = FrameTracker::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut stop = std::pin::pin!(stop);
+        let mut cut: Option<(String, tokio::time::Instant)> = None;
+        loop {
+            if let Some((reason, _)) = &cut
+                && frames.at_boundary()
+            {
+                let _ = client_write.write_all(&close_frame(reason)).await;
+                let _ = client_write.shutdown().await;
+                return reason.clone();
             }
-            Err(e) => format!("closed: {e}"),
-        },
-        why = stop => why,
+            let grace = cut.as_ref().map(|(_, at)| *at);
+            tokio::select! {
+                r = hop_read.read(&mut buf) => {
+                    let n = match r {
+                        Ok(0) => {
+                            let _ = client_write.shutdown().await;
+                            return cut.map_or_else(|| "closed".to_owned(), |(r, _)| r);
+                        }
+                        Ok(n) => n,
+                        Err(e) => return cut.map_or_else(|| ended(Err(e)), |(r, _)| r),
+                    };
+                    let keep = frames.feed(&buf[..n], cut.is_some());
+                    if let Err(e) = client_write.write_all(&buf[..keep]).await {
+                        return cut.map_or_else(|| ended(Err(e)), |(r, _)| r);
+                    }
+                }
+                why = &mut stop, if cut.is_none() => {
+                    cut = Some((why, tokio::time::Instant::now() + CLOSE_GRACE));
+                }
+                () = tokio::time::sleep_until(grace.unwrap_or_else(tokio::time::Instant::now)), if grace.is_some() => {
+                    return cut.map_or_else(String::new, |(r, _)| r);
+                }
+            }
+        }
+    };
+    tokio::select! {
+        why = up => why,
+        why = down => why,
     }
 }
 
@@ -405,5 +538,86 @@ async fn tunnel(
             answer
         }
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: usize, masked: bool) -> Vec<u8> {
+        let mut f = vec![0x82];
+        let m = if masked { 0x80 } else { 0 };
+        match payload {
+            0..=125 => f.push(m | u8::try_from(payload).unwrap()),
+            126..=65535 => {
+                f.push(m | 126);
+                f.extend_from_slice(&u16::try_from(payload).unwrap().to_be_bytes());
+            }
+            _ => {
+                f.push(m | 127);
+                f.extend_from_slice(&(payload as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            f.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        f.extend(std::iter::repeat_n(7u8, payload));
+        f
+    }
+
+    #[test]
+    fn frames_are_tracked_across_reads_of_any_size() {
+        let stream: Vec<u8> =
+            [frame(3, false), frame(300, false), frame(70_000, false), frame(0, true)].concat();
+        for chunk in [1, 2, 3, 7, 1000, stream.len()] {
+            let mut t = FrameTracker::default();
+            let mut boundaries = Vec::new();
+            let mut at = 0;
+            for piece in stream.chunks(chunk) {
+                let mut off = 0;
+                while off < piece.len() {
+                    let n = t.feed(&piece[off..], true);
+                    if n == 0 {
+                        // At a boundary: step over one byte to go on.
+                        let m = t.feed(&piece[off..off + 1], false);
+                        off += m;
+                        at += m;
+                        continue;
+                    }
+                    off += n;
+                    at += n;
+                    if t.at_boundary() {
+                        boundaries.push(at);
+                    }
+                }
+            }
+            assert!(t.at_boundary(), "chunk {chunk}");
+            let want = [5, 5 + 304, 5 + 304 + 70_010, stream.len()];
+            for w in want {
+                assert!(boundaries.contains(&w), "chunk {chunk}: {w} not in {boundaries:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_stops_at_the_end_of_the_frame_in_flight() {
+        let stream = [frame(10, false), frame(10, false)].concat();
+        let mut t = FrameTracker::default();
+        assert_eq!(t.feed(&stream[..4], false), 4);
+        // Stopping mid-frame still lets the rest of that frame through, and no more.
+        assert_eq!(t.feed(&stream[4..], true), 8);
+        assert!(t.at_boundary());
+    }
+
+    #[test]
+    fn close_frames_carry_code_1008_and_a_cut_reason() {
+        let f = close_frame("runtime token revoked");
+        assert_eq!(&f[..4], &[0x88, 23, 0x03, 0xf0]);
+        assert_eq!(&f[4..], b"runtime token revoked");
+        let long = "é".repeat(100);
+        let f = close_frame(&long);
+        assert!(f.len() <= 2 + 125 && std::str::from_utf8(&f[4..]).is_ok());
     }
 }

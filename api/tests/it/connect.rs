@@ -102,8 +102,9 @@ async fn refused(req: tokio_tungstenite::tungstenite::handshake::client::Request
     }
 }
 
-/// Waits until an open WebSocket ends; panics after `within`.
-async fn cut_within<S>(ws: &mut S, within: Duration, what: &str)
+/// Waits until an open WebSocket ends; panics after `within`. Returns the close frame's reason,
+/// if one came.
+async fn cut_within<S>(ws: &mut S, within: Duration, what: &str) -> Option<String>
 where
     S: futures::Stream<
             Item = Result<
@@ -112,13 +113,14 @@ where
             >,
         > + Unpin,
 {
+    use tokio_tungstenite::tungstenite::Message;
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, ws.next()).await {
             Err(_) => panic!("{what}: the connection was not cut within {within:?}"),
-            Ok(None | Some(Err(_))) => return,
-            Ok(Some(Ok(m))) if m.is_close() => return,
+            Ok(None | Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.reason.to_string()),
             Ok(Some(Ok(_))) => {}
         }
     }
@@ -400,7 +402,8 @@ async fn access_is_refused_without_the_right_credentials_and_cut_when_it_goes() 
     let banner = banner.unwrap().unwrap().into_data();
     assert!(banner.starts_with(b"SSH-2.0-"), "{banner:?}");
     stack.client.revoke_runtime_token(&stack.ws, "mine", &t.id).await.unwrap();
-    cut_within(&mut live, Duration::from_secs(5), "revoked token").await;
+    let reason = cut_within(&mut live, Duration::from_secs(5), "revoked token").await;
+    assert_eq!(reason.as_deref(), Some("runtime token revoked"), "the client is told why");
 
     // The key of another user is refused by the agent, even with a good token.
     let mut ssh = tokio::process::Command::new("ssh");
