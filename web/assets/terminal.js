@@ -272,8 +272,10 @@
         }
         term.write(decoder.decode(new Uint8Array(event.data), { stream: true }));
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         if (socket !== ws) return;
+        // The API cuts a connection whose access went away with close code 1008 and the reason.
+        if (!closing && event.code === 1008 && event.reason) closing = event.reason;
         socket = null;
         const rest = decoder.decode();
         if (rest !== "") term.write(rest);
