@@ -162,13 +162,13 @@ where
                     Ok(n) => {
                         let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                         if let Err(e) = tx.send(Message::Binary(data)).await {
-                            return End::Broken(ws_error(&e));
+                            return if is_cut(&e) { End::Cut } else { End::Broken(ws_error(&e)) };
                         }
                     }
                 },
                 _ = ping.tick() => {
                     if let Err(e) = tx.send(Message::Ping(Bytes::new())).await {
-                        return End::Broken(ws_error(&e));
+                        return if is_cut(&e) { End::Cut } else { End::Broken(ws_error(&e)) };
                     }
                 }
             }
@@ -245,10 +245,14 @@ where
 fn is_cut(e: &WsError) -> bool {
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     match e {
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::AlreadyClosed
+        | WsError::ConnectionClosed => true,
         WsError::Io(io) => matches!(
             io.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
         ),
         _ => false,
     }
