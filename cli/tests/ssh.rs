@@ -32,8 +32,6 @@ struct State {
     keys: Vec<serde_json::Value>,
     /// Close the SSH socket with this code and reason after the first message.
     close_with: Option<(u16, String)>,
-    /// Splice the SSH socket to this TCP address (a real sshd) instead of echoing.
-    forward_to: Option<std::net::SocketAddr>,
     /// The session's host key and SSH user as the API publishes them.
     host_key: String,
     ssh_user: String,
@@ -194,37 +192,12 @@ impl Fake {
         )
         .await
         .unwrap();
-        let (close_with, forward_to) = {
+        let close_with = {
             let mut st = self.state.lock().unwrap();
             let upgrade = seen.lock().unwrap().take().unwrap();
             st.upgrades.push(upgrade);
-            (st.close_with.clone(), st.forward_to)
+            st.close_with.clone()
         };
-        if let Some(addr) = forward_to {
-            let (mut tcp_in, mut tcp_out) = TcpStream::connect(addr).await.unwrap().into_split();
-            let (mut tx, mut rx) = ws.split();
-            let up = async {
-                while let Some(Ok(m)) = rx.next().await {
-                    if let Message::Binary(b) = m
-                        && tcp_out.write_all(&b).await.is_err()
-                    {
-                        break;
-                    }
-                }
-                let _ = tcp_out.shutdown().await;
-            };
-            let down = async {
-                let mut buf = vec![0u8; 32 * 1024];
-                while let Ok(n @ 1..) = tcp_in.read(&mut buf).await {
-                    if tx.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = tx.close().await;
-            };
-            tokio::join!(up, down);
-            return;
-        }
         while let Some(Ok(m)) = ws.next().await {
             if let Message::Binary(b) = m {
                 if let Some((code, reason)) = &close_with {
@@ -567,135 +540,5 @@ async fn ssh_key_add_registers_a_given_pub_file_under_a_name() {
     assert_eq!(fake.state.lock().unwrap().keys[0]["public_key"], HOST_KEY);
 }
 
-/// `cmd args…`'s stdout, trimmed; `None` when it cannot run.
-fn output_of(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// A real sshd on 127.0.0.1, for this test only; killed on drop.
-struct Sshd {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    host_key: String,
-    authorized_keys: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sshd(dir: &std::path::Path) -> Option<Sshd> {
-    let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())?;
-    output_of("ssh", &["-V"])
-        .or_else(|| output_of("ssh-keygen", &["-?"]).map(|_| String::new()))?;
-    let key = dir.join("host_key");
-    output_of("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str()?])?;
-    let host_key: String = std::fs::read_to_string(dir.join("host_key.pub"))
-        .ok()?
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let authorized_keys = dir.join("authorized_keys");
-    std::fs::write(&authorized_keys, "").ok()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
-             StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n",
-            key.display(),
-            dir.join("sshd.pid").display(),
-            authorized_keys.display()
-        ),
-    )
-    .ok()?;
-    // sshd started as root wants its privilege separation directory.
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let child = std::process::Command::new(sshd)
-        .args(["-D", "-e", "-f"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
-    let sshd = Sshd { child, addr, host_key, authorized_keys };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return Some(sshd);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// The real OpenSSH client through `flare ssh` and through `ssh-config`, to a real sshd behind the
-/// fake API's WebSocket: the login, the exit status, and a changed host key refused. Skipped
-/// where there is no sshd (install openssh-server to run it).
-#[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_ssh_logs_in_through_flare_and_refuses_a_changed_host_key() {
-    let d = dirs();
-    let Some(sshd) = sshd(&d.home) else {
-        eprintln!("skipped: no sshd, ssh or ssh-keygen here");
-        return;
-    };
-    let user = output_of("id", &["-un"]).unwrap();
-    let fake = Fake::start("sleeping").await;
-    {
-        let mut st = fake.state.lock().unwrap();
-        st.forward_to = Some(sshd.addr);
-        st.host_key = sshd.host_key.clone();
-        st.ssh_user = user.clone();
-    }
-    // flare's key, registered, and accepted by this sshd.
-    let out = run(flare(&d, &fake, &["ssh-key", "add"])).await;
-    assert!(out.status.success(), "{}", err(&out));
-    std::fs::copy(d.config.join("ssh/id_ed25519.pub"), &sshd.authorized_keys).unwrap();
-
-    let hermetic = ["--ssh-arg=-F", "--ssh-arg=/dev/null", "--ssh-arg=-oBatchMode=yes"];
-    let mut args = vec!["ssh", "-w", "acme", "dev"];
-    args.extend(hermetic);
-    args.extend(["--", "echo hello from $(whoami); exit 3"]);
-    let out = run(flare(&d, &fake, &args)).await;
-    assert_eq!(out.status.code(), Some(3), "ssh's exit status: {}", err(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("hello from {user}\n"));
-    assert!(err(&out).contains("flare: session dev is running"), "woken first: {}", err(&out));
-
-    // Through ~/.ssh/config: plain ssh to the host alias.
-    let out = run(flare(&d, &fake, &["ssh-config"])).await;
-    assert!(out.status.success(), "{}", err(&out));
-    let mut ssh = tokio::process::Command::new("ssh");
-    ssh.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &d.home)
-        .env("FLARE_TOKEN", "bf_test")
-        .arg("-F")
-        .arg(d.home.join(".ssh/config"))
-        .args(["-oBatchMode=yes", "-l", &user, "dev.acme.burstflare", "echo via config"])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = run(ssh).await;
-    assert!(out.status.success(), "{}", err(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "via config\n");
-
-    // The API now publishes another key than the one sshd has: ssh refuses to log in.
-    fake.state.lock().unwrap().host_key = HOST_KEY.into();
-    let mut args = vec!["ssh", "-w", "acme", "dev"];
-    args.extend(hermetic);
-    args.extend(["--", "echo should not run"]);
-    let out = run(flare(&d, &fake, &args)).await;
-    assert_eq!(out.status.code(), Some(255), "{}", err(&out));
-    assert!(out.stdout.is_empty());
-    assert!(err(&out).contains("Host key verification failed"), "{}", err(&out));
-}
+// The real OpenSSH client against the real agent (host-key pinning, keys, scp, sftp, -L) is
+// exercised end to end in api/tests/it/connect.rs.
