@@ -58,7 +58,7 @@ pub fn routes() -> Vec<RouteDef> {
     ]
 }
 
-fn key_view(k: &domain::store::SshKeyRecord) -> sdk::SshKey {
+pub(crate) fn key_view(k: &domain::store::SshKeyRecord) -> sdk::SshKey {
     sdk::SshKey {
         id: k.id.to_string(),
         name: k.name.clone(),
@@ -77,13 +77,16 @@ async fn keys_list(
     Ok(Json(keys.iter().map(key_view).collect()))
 }
 
-async fn key_add(
-    State(s): State<AppState>,
-    Meta(m): Meta,
-    Extension(p): Extension<Principal>,
-    Body(b): Body<sdk::AddSshKey>,
-) -> Result<(StatusCode, Json<sdk::SshKey>), AppError> {
-    let name = b.name.trim();
+/// Registers `public_key` for the caller as `name`. The same key again returns the existing
+/// entry, unchanged and not audited again: the flag says whether it was created.
+pub(crate) async fn add_key(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    name: &str,
+    public_key: &str,
+) -> Result<(sdk::SshKey, bool), AppError> {
+    let name = name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_KEY_NAME_CHARS
         || name.chars().any(char::is_control)
@@ -93,22 +96,53 @@ async fn key_add(
             format!("name: must be 1 to {MAX_KEY_NAME_CHARS} characters, no control characters"),
         ));
     }
-    let parsed = domain::connect::parse_public_key(&b.public_key)
+    let parsed = domain::connect::parse_public_key(public_key)
         .map_err(|message| AppError::invalid("public_key", message))?;
-    let (key, created) = s.store.add_ssh_key(&p.user.id, name, &parsed, now_ms()).await?;
-    if !created {
-        return Ok((StatusCode::OK, Json(key_view(&key))));
+    let (key, created) =
+        state.store.add_ssh_key(&principal.user.id, name, &parsed, now_ms()).await?;
+    if created {
+        crate::identity::audit_account(
+            state,
+            meta,
+            &principal.user.id,
+            "ssh_key.add",
+            Some(("ssh_key", key.id.to_string())),
+            serde_json::json!({ "name": key.name, "fingerprint": key.fingerprint }),
+        )
+        .await?;
     }
+    Ok((key_view(&key), created))
+}
+
+/// Removes the caller's key `id` (not found for a malformed or another user's id).
+pub(crate) async fn remove_key(
+    state: &AppState,
+    meta: &RequestMeta,
+    principal: &Principal,
+    id: &str,
+) -> Result<(), AppError> {
+    let id = SshKeyId::parse(id).map_err(|_| AppError::NotFound)?;
+    let key = state.store.remove_ssh_key(&principal.user.id, &id).await?;
     crate::identity::audit_account(
-        &s,
-        &m,
-        &p.user.id,
-        "ssh_key.add",
+        state,
+        meta,
+        &principal.user.id,
+        "ssh_key.remove",
         Some(("ssh_key", key.id.to_string())),
         serde_json::json!({ "name": key.name, "fingerprint": key.fingerprint }),
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(key_view(&key))))
+    .await
+}
+
+async fn key_add(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Body(b): Body<sdk::AddSshKey>,
+) -> Result<(StatusCode, Json<sdk::SshKey>), AppError> {
+    let (key, created) = add_key(&s, &m, &p, &b.name, &b.public_key).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(key)))
 }
 
 async fn key_remove(
@@ -117,17 +151,7 @@ async fn key_remove(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    let id = SshKeyId::parse(&id).map_err(|_| AppError::NotFound)?;
-    let key = s.store.remove_ssh_key(&p.user.id, &id).await?;
-    crate::identity::audit_account(
-        &s,
-        &m,
-        &p.user.id,
-        "ssh_key.remove",
-        Some(("ssh_key", key.id.to_string())),
-        serde_json::json!({ "name": key.name, "fingerprint": key.fingerprint }),
-    )
-    .await?;
+    remove_key(&s, &m, &p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -252,10 +252,20 @@ async fn account_page(
         s.store.passkeys_for_user(&p.user.id).await?.iter().map(identity::passkey_info).collect();
     let sessions = identity::sessions(s, p).await?;
     let tokens = identity::tokens(s, p).await?;
+    let ssh_keys: Vec<sdk::SshKey> =
+        s.store.ssh_keys(&p.user.id).await?.iter().map(crate::connect::key_view).collect();
     let cli = crate::device::cli_sessions(s, p).await?;
     let unused = s.store.count_unused_recovery_codes(&p.user.id).await?;
-    let markup =
-        web::pages::account(&v.ctx(s, None), &passkeys, &sessions, &tokens, &cli, unused, shown);
+    let markup = web::pages::account(
+        &v.ctx(s, None),
+        &passkeys,
+        &sessions,
+        &tokens,
+        &ssh_keys,
+        &cli,
+        unused,
+        shown,
+    );
     Ok(page(StatusCode::OK, markup, v.flash.is_some()))
 }
 
@@ -352,6 +362,44 @@ async fn token_revoke(
     Path(id): Path<String>,
 ) -> Response {
     after(identity::token_revoke(&s, &m, &p, &id).await, "/account#tokens", "Token revoked.")
+}
+
+#[derive(Deserialize)]
+struct SshKeyForm {
+    name: String,
+    public_key: String,
+}
+
+async fn ssh_key_add(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<SshKeyForm>,
+) -> Response {
+    match crate::connect::add_key(&s, &m, &p, &f.name, &f.public_key).await {
+        Ok((key, true)) => {
+            done("/account#ssh-keys", true, &format!("SSH key “{}” added.", key.name))
+        }
+        Ok((key, false)) => done(
+            "/account#ssh-keys",
+            true,
+            &format!("This key is already registered, as “{}”.", key.name),
+        ),
+        Err(e) => failed("/account#ssh-keys", e),
+    }
+}
+
+async fn ssh_key_delete(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    after(
+        crate::connect::remove_key(&s, &m, &p, &id).await,
+        "/account#ssh-keys",
+        "SSH key removed.",
+    )
 }
 
 async fn cli_revoke(
@@ -1238,6 +1286,8 @@ pub fn routes() -> Vec<RouteDef> {
         RouteDef::new(M::POST, "/account/sessions/{id}/revoke", User, post(session_revoke)),
         RouteDef::new(M::POST, "/account/tokens", User, post(token_create)),
         RouteDef::new(M::POST, "/account/tokens/{id}/revoke", User, post(token_revoke)),
+        RouteDef::new(M::POST, "/account/ssh-keys", User, post(ssh_key_add)),
+        RouteDef::new(M::POST, "/account/ssh-keys/{id}/delete", User, post(ssh_key_delete)),
         RouteDef::new(M::POST, "/account/recovery-codes", User, post(recovery_regenerate)),
         RouteDef::new(M::POST, "/account/cli-sessions/{id}/revoke", User, post(cli_revoke)),
         RouteDef::new(M::GET, "/switch", User, get(switch)),

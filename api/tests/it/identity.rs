@@ -294,6 +294,110 @@ async fn api_tokens_work_as_bearer_until_revoked_or_expired_and_are_shown_once()
 }
 
 #[tokio::test]
+async fn ssh_keys_are_added_listed_and_removed_through_the_account_page_forms() {
+    use crate::shell::submit;
+    // Throwaway keys: ssh-keygen -t ed25519, and -t rsa -b 1024 (too short).
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl someone@laptop";
+    const RSA_1024: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCZP/bQbczbiyEfhhULAI86jQW1CGau4VdkrcIRiz/I68C3NKXDSuUsYRhwMPT+yUsoeN6BvNrS8kiCWhKUuwyMHamimHc7A3xmyD616UiS1aynQQGPdNh8tXkGhdsyTE1hpFgw+HtoHoV3EoUQJgpRP7aUnWklOwNyJigYkrbraw== old@laptop";
+    let api = Api::start().await;
+    let mut b = api.browser();
+    b.sign_up("keys@example.com", "Keys").await;
+    b.load_csrf(&api).await;
+    let page = |r: crate::browserish::Reply| r.body.as_str().unwrap().to_string();
+    assert!(page(b.get("/account").await).contains("You have no SSH key."));
+
+    // Without the CSRF token nothing happens.
+    let fields = [("name", "Laptop <1>"), ("public_key", ED25519)];
+    let (status, ..) = submit(&b, "/account/ssh-keys", &fields, false).await;
+    assert_eq!(status, 403);
+
+    // Added: back to the section with a notice, and listed there and by the API.
+    let (status, location, flash, _) = submit(&b, "/account/ssh-keys", &fields, true).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/account#ssh-keys")));
+    assert_eq!(flash.as_deref(), Some("ok:SSH key “Laptop <1>” added."));
+    let keys = b.get("/api/v1/me/ssh-keys").await.body;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    let id = keys[0]["id"].as_str().unwrap().to_string();
+    let fingerprint = keys[0]["fingerprint"].as_str().unwrap().to_string();
+    let html = page(b.get("/account").await);
+    assert!(html.contains("Laptop &lt;1&gt;"), "{html}");
+    assert!(html.contains("<code>ssh-ed25519</code>"));
+    assert!(html.contains(&format!("<code>{fingerprint}</code>")));
+    assert!(html.contains(&format!(r#"action="/account/ssh-keys/{id}/delete""#)));
+    assert!(!html.contains("You have no SSH key."));
+
+    // The same key again (under another name) is the same entry, not a second one.
+    let again = [("name", "Other"), ("public_key", ED25519)];
+    let (status, _, flash, _) = submit(&b, "/account/ssh-keys", &again, true).await;
+    assert_eq!(status, 303);
+    assert_eq!(flash.as_deref(), Some("ok:This key is already registered, as “Laptop <1>”."));
+    // The JSON API shares the logic: 200 with the existing entry, and the same errors.
+    let r = b.post("/api/v1/me/ssh-keys", json!({"name": "Other", "public_key": ED25519})).await;
+    assert_eq!((r.status.as_u16(), &r.body["id"]), (200, &json!(id)));
+    let r = b.post("/api/v1/me/ssh-keys", json!({"name": "Old", "public_key": RSA_1024})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["details"]["field"], "public_key");
+
+    // Refused keys and names: back with the error naming the field; nothing added.
+    for (fields, error) in [
+        (
+            [("name", "Old"), ("public_key", RSA_1024)],
+            "err:public_key: RSA keys must have at least 2048 bits (this one has 1024)",
+        ),
+        (
+            [("name", "Old"), ("public_key", "not a key")],
+            "err:public_key: not an OpenSSH public key",
+        ),
+        ([("name", " "), ("public_key", ED25519)], "err:name: must be 1 to 64 characters"),
+    ] {
+        let (status, location, flash, _) = submit(&b, "/account/ssh-keys", &fields, true).await;
+        assert_eq!((status, location.as_deref()), (303, Some("/account#ssh-keys")));
+        let flash = flash.unwrap();
+        assert!(flash.starts_with(error), "{flash}");
+    }
+    assert_eq!(b.get("/api/v1/me/ssh-keys").await.body.as_array().unwrap().len(), 1);
+
+    // Someone else cannot remove it, nor can a form without the token.
+    let mut other = api.browser();
+    other.sign_up("other@example.com", "Other").await;
+    other.load_csrf(&api).await;
+    let remove = format!("/account/ssh-keys/{id}/delete");
+    assert_eq!(submit(&other, &remove, &[], true).await.0, 404);
+    assert_eq!(submit(&b, &remove, &[], false).await.0, 403);
+    assert_eq!(b.get("/api/v1/me/ssh-keys").await.body.as_array().unwrap().len(), 1);
+
+    // Removed: a notice, gone from the page and the API; removing again is a 404.
+    let (status, location, flash, _) = submit(&b, &remove, &[], true).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/account#ssh-keys")));
+    assert_eq!(flash.as_deref(), Some("ok:SSH key removed."));
+    assert!(page(b.get("/account").await).contains("You have no SSH key."));
+    assert_eq!(b.get("/api/v1/me/ssh-keys").await.body, json!([]));
+    assert_eq!(submit(&b, &remove, &[], true).await.0, 404);
+    assert_eq!(submit(&b, "/account/ssh-keys/not-an-id/delete", &[], true).await.0, 404);
+
+    // One add and one remove in the account's audit log, naming the key.
+    let email = domain::ids::Email::parse("keys@example.com").unwrap();
+    let user = api.state.store.user_by_email(&email).await.unwrap().unwrap();
+    let ws = api.state.store.workspaces_for_user(&user.id).await.unwrap();
+    let personal = ws.iter().find(|w| w.workspace.personal).unwrap();
+    let mut events = api.state.store.list_audit(&personal.workspace.id, 200, None).await.unwrap();
+    events.reverse();
+    let events: Vec<_> = events
+        .into_iter()
+        .filter(|e| e.action.starts_with("ssh_key."))
+        .map(|e| (e.action, e.target_id, e.detail))
+        .collect();
+    let detail = json!({ "name": "Laptop <1>", "fingerprint": fingerprint });
+    assert_eq!(
+        events,
+        [
+            ("ssh_key.add".to_string(), Some(id.clone()), detail.clone()),
+            ("ssh_key.remove".to_string(), Some(id.clone()), detail),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn writes_without_the_csrf_token_or_from_another_origin_are_refused() {
     let api = Api::start().await;
     let mut b = api.browser();

@@ -130,6 +130,12 @@ async fn every_page_is_well_formed_html() {
     let session = seed_session(&api, "team", "html@example.com", "running").await;
 
     let seeded = seed_template(&api, "team", "html@example.com", "web-app").await;
+    // The account page with a row in its SSH keys table.
+    let key = json!({
+        "name": "Laptop <1>",
+        "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    });
+    assert_eq!(b.post("/api/v1/me/ssh-keys", key).await.status, 201);
 
     let mut checked = 0;
     for def in burstflare_api::http::route_table() {
@@ -334,7 +340,7 @@ async fn join_as(api: &Api, owner: &mut Browser, slug: &str, email: &str, role: 
 
 /// A form post as the pages send it (`csrf` field when `with_csrf`); returns the status, the
 /// redirect target and the flash message it sets, if any.
-async fn submit(
+pub async fn submit(
     b: &Browser,
     path: &str,
     fields: &[(&str, &str)],

@@ -1,4 +1,5 @@
-//! `/account`: passkeys, browser sessions, API tokens and recovery codes of the signed-in user.
+//! `/account`: passkeys, browser sessions, API tokens, SSH keys, CLI sessions and recovery codes
+//! of the signed-in user.
 
 use maud::{Markup, html};
 
@@ -16,11 +17,13 @@ pub enum ShownOnce<'a> {
 }
 
 /// `/account`. Times are unix milliseconds.
+#[allow(clippy::too_many_arguments)] // One list per section; a struct would only rename them.
 pub fn account(
     ctx: &PageContext,
     passkeys: &[sdk::PasskeyInfo],
     sessions: &[sdk::BrowserSessionInfo],
     tokens: &[sdk::TokenInfo],
+    ssh_keys: &[sdk::SshKey],
     cli_sessions: &[sdk::CliSessionInfo],
     unused_recovery_codes: u64,
     shown_once: Option<ShownOnce>,
@@ -39,6 +42,7 @@ pub fn account(
                     a href="#passkeys" { "Passkeys" }
                     a href="#sessions" { "Sessions" }
                     a href="#tokens" { "API tokens" }
+                    a href="#ssh-keys" { "SSH keys" }
                     a href="#cli" { "CLI sessions" }
                     a href="#recovery" { "Recovery codes" }
                 }
@@ -47,6 +51,7 @@ pub fn account(
             (passkeys_section(ctx, passkeys))
             (sessions_section(ctx, sessions))
             (tokens_section(ctx, tokens))
+            (ssh_keys_section(ctx, ssh_keys))
             (cli_section(ctx, cli_sessions))
             (recovery_section(ctx, unused_recovery_codes))
         },
@@ -278,6 +283,71 @@ fn tokens_section(ctx: &PageContext, tokens: &[sdk::TokenInfo]) -> Markup {
                     }
                 }
                 div.form-actions { button.button.primary type="submit" { "Create token" } }
+            }
+        }
+    }
+}
+
+fn ssh_keys_section(ctx: &PageContext, keys: &[sdk::SshKey]) -> Markup {
+    html! {
+        section #ssh-keys .card aria-labelledby="ssh-keys-heading" {
+            h2 #ssh-keys-heading { "SSH keys" }
+            p.muted {
+                "Sessions accept SSH connections with these keys. " code { "flare ssh" }
+                " registers its own key automatically; see " code { "docs/ssh.md" } "."
+            }
+            @if keys.is_empty() {
+                p.muted { "You have no SSH key." }
+            } @else {
+                table.table.stack {
+                    thead { tr {
+                        th scope="col" { "Name" }
+                        th scope="col" { "Algorithm" }
+                        th scope="col" { "Fingerprint" }
+                        th scope="col" { "Added" }
+                        th scope="col" { span.visually-hidden { "Actions" } }
+                    } }
+                    tbody {
+                        @for k in keys {
+                            tr {
+                                td data-label="Name" { (k.name) }
+                                td data-label="Algorithm" { code { (k.algorithm) } }
+                                td data-label="Fingerprint" { code { (k.fingerprint) } }
+                                td data-label="Added" { (time(k.created_at)) }
+                                td data-label="Actions" {
+                                    form method="post" action={ "/account/ssh-keys/" (encode_path_segment(&k.id)) "/delete" }
+                                        class="inline-form" data-confirm={ "Remove the SSH key “" (k.name) "”? It can no longer connect to your sessions." } {
+                                        (csrf_field(ctx))
+                                        button.button.small.danger type="submit" {
+                                            "Remove" span.visually-hidden { " SSH key " (k.name) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h3 { "Add an SSH key" }
+            form method="post" action="/account/ssh-keys" class="stack-form" {
+                (csrf_field(ctx))
+                div.field {
+                    label for="ssh-key-name" { "Name" }
+                    input type="text" id="ssh-key-name" name="name" required maxlength="64"
+                        placeholder="Work laptop";
+                }
+                div.field {
+                    label for="ssh-key-public-key" { "Public key" }
+                    textarea id="ssh-key-public-key" name="public_key" required rows="4"
+                        spellcheck="false" autocomplete="off" autocapitalize="off"
+                        placeholder="ssh-ed25519 AAAA… you@laptop"
+                        aria-describedby="ssh-key-public-key-hint" {}
+                    p.hint #ssh-key-public-key-hint {
+                        "One line of a " code { ".pub" } " file, e.g. " code { "~/.ssh/id_ed25519.pub" }
+                        ": Ed25519, ECDSA, or RSA of 2048 bits or more."
+                    }
+                }
+                div.form-actions { button.button.primary type="submit" { "Add SSH key" } }
             }
         }
     }

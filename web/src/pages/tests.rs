@@ -93,6 +93,7 @@ struct Fixture {
     passkeys: Vec<sdk::PasskeyInfo>,
     sessions: Vec<sdk::BrowserSessionInfo>,
     tokens: Vec<sdk::TokenInfo>,
+    ssh_keys: Vec<sdk::SshKey>,
     members: Vec<sdk::MemberInfo>,
     invites: Vec<sdk::InviteInfo>,
     audit: sdk::AuditPage,
@@ -161,6 +162,24 @@ fn fixture() -> Fixture {
             expires_at: Some(86_400_000),
             last_used_at: None,
         }],
+        ssh_keys: vec![
+            sdk::SshKey {
+                id: "k-1".into(),
+                name: EVIL.into(),
+                algorithm: "ssh-ed25519".into(),
+                fingerprint: "SHA256:xm8Vw0SpC1bxjeYp2q8mB0ZnDVvtKx0QOXVuDS8Y7hE".into(),
+                public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl".into(),
+                created_at: 1_700_000_000_000,
+            },
+            sdk::SshKey {
+                id: "k/2".into(),
+                name: "Laptop".into(),
+                algorithm: "rsa-sha2-512".into(),
+                fingerprint: "SHA256:Pj3Ck0hL3cuVmZb1yWz1kq0Q3dJm5mB1QbS3n4xVb2o".into(),
+                public_key: "ssh-rsa AAAAB3NzaC1yc2E".into(),
+                created_at: 0,
+            },
+        ],
         members: vec![
             sdk::MemberInfo {
                 user: user("u-owner", "Olga Owner", "o@example.com"),
@@ -553,6 +572,7 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
                 &f.passkeys,
                 &f.sessions,
                 &f.tokens,
+                &f.ssh_keys,
                 &[sdk::CliSessionInfo {
                     id: "fam-1".into(),
                     client_name: EVIL.into(),
@@ -571,11 +591,12 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
                 &f.sessions,
                 &f.tokens,
                 &[],
+                &[],
                 0,
                 Some(ShownOnce::RecoveryCodes(&f.codes)),
             ),
         ),
-        ("account empty", account(&signed_in, &[], &[], &[], &[], 1, None)),
+        ("account empty", account(&signed_in, &[], &[], &[], &[], &[], 1, None)),
         (
             "members manager",
             members(&signed_in, ws, &f.members, &f.invites, true, Some("https://x/invite/t<")),
@@ -1027,7 +1048,7 @@ fn passkey_forms_carry_what_the_script_needs() {
     let c = PageContext::default();
     let signup = signup(&c).into_string();
     let signin = signin(&c, Some("/invite/abc")).into_string();
-    let account = account(&ctx(&f, None), &f.passkeys, &[], &[], &[], 3, None).into_string();
+    let account = account(&ctx(&f, None), &f.passkeys, &[], &[], &[], &[], 3, None).into_string();
     for (kind, id, html) in [
         ("signup", "signup-form", &signup),
         ("signin", "signin-form", &signin),
@@ -1086,8 +1107,9 @@ fn the_invite_page_accepts_or_sends_you_to_sign_in_and_back() {
 fn the_account_page_lists_everything_with_its_forms() {
     let f = fixture();
     let c = ctx(&f, Some(CSRF));
-    let html = account(&c, &f.passkeys, &f.sessions, &f.tokens, &[], 4, None).into_string();
-    for section in ["passkeys", "sessions", "tokens", "recovery"] {
+    let html =
+        account(&c, &f.passkeys, &f.sessions, &f.tokens, &f.ssh_keys, &[], 4, None).into_string();
+    for section in ["passkeys", "sessions", "tokens", "ssh-keys", "recovery"] {
         assert!(
             start_tags(&html).iter().any(|t| t.name == "section" && t.attr("id") == Some(section)),
             "{section}"
@@ -1099,6 +1121,9 @@ fn the_account_page_lists_everything_with_its_forms() {
         "/account/sessions/s-2/revoke",
         "/account/tokens",
         "/account/tokens/t-1/revoke",
+        "/account/ssh-keys",
+        "/account/ssh-keys/k-1/delete",
+        "/account/ssh-keys/k%2F2/delete",
         "/account/recovery-codes",
     ] {
         assert!(html.contains(&format!("action=\"{action}\"")), "{action}");
@@ -1133,6 +1158,7 @@ fn secrets_shown_once_are_in_a_copy_box() {
         &[],
         &[],
         &[],
+        &[],
         10,
         Some(ShownOnce::Token { name: "ci", secret: "bf_abc" }),
     )
@@ -1142,9 +1168,73 @@ fn secrets_shown_once_are_in_a_copy_box() {
         r#"<pre class="secret" id="shown-once-secret" aria-label="New API token">bf_abc</pre>"#
     ));
     assert!(html.contains(r#"data-copy="shown-once-secret" hidden>Copy</button>"#));
-    let html =
-        account(&c, &[], &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes))).into_string();
+    let html = account(&c, &[], &[], &[], &[], &[], 10, Some(ShownOnce::RecoveryCodes(&f.codes)))
+        .into_string();
     assert!(html.contains(&f.codes.join("\n")));
+}
+
+#[test]
+fn the_ssh_keys_section_lists_each_key_with_a_remove_form_and_the_add_form() {
+    let f = fixture();
+    let html =
+        account(&ctx(&f, Some(CSRF)), &[], &[], &[], &f.ssh_keys, &[], 4, None).into_string();
+    let start = start_tags(&html)
+        .iter()
+        .find(|t| t.name == "section" && t.attr("id") == Some("ssh-keys"))
+        .expect("the SSH keys section")
+        .start;
+    let section = &html[start..start + html[start..].find("</section>").unwrap()];
+    assert!(html.contains(r##"<a href="#ssh-keys">SSH keys</a>"##), "in the table of contents");
+    // Each key: name (escaped), algorithm, fingerprint, added date.
+    for needle in [
+        "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;'&amp;",
+        "<code>ssh-ed25519</code>",
+        "<code>SHA256:xm8Vw0SpC1bxjeYp2q8mB0ZnDVvtKx0QOXVuDS8Y7hE</code>",
+        r#"<time datetime="2023-11-14T22:13:20Z" title="UTC">2023-11-14 22:13</time>"#,
+        "Laptop",
+        "<code>rsa-sha2-512</code>",
+        "<code>flare ssh</code> registers its own key automatically",
+        "<code>docs/ssh.md</code>",
+    ] {
+        assert!(section.contains(needle), "{needle} in {section}");
+    }
+    // The public key itself is not shown: the fingerprint identifies it.
+    assert!(!section.contains("AAAAC3NzaC1lZDI1NTE5"));
+    let tags = start_tags(section);
+    let forms: Vec<_> = tags.iter().filter(|t| t.name == "form").collect();
+    let field = r#"<input type="hidden" name="csrf" value="csrf-tok&amp;en">"#;
+    assert_eq!(section.matches(field).count(), 3, "two remove forms and the add form");
+    let actions: Vec<_> = forms.iter().map(|t| t.attr("action").unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["/account/ssh-keys/k-1/delete", "/account/ssh-keys/k%2F2/delete", "/account/ssh-keys"]
+    );
+    for form in &forms {
+        assert_eq!(form.attr("method"), Some("post"));
+    }
+    // Removing asks first, naming the key; adding does not.
+    assert_eq!(
+        forms[1].attr("data-confirm"),
+        Some("Remove the SSH key “Laptop”? It can no longer connect to your sessions.")
+    );
+    assert!(forms[0].attr("data-confirm").unwrap().contains(EVIL));
+    assert!(!forms[2].has("data-confirm"));
+    assert!(section.contains(">Remove<span class=\"visually-hidden\"> SSH key Laptop</span>"));
+    // The add form: a name and one pasted public key.
+    let name = tags.iter().find(|t| t.attr("id") == Some("ssh-key-name")).unwrap();
+    assert_eq!((name.attr("name"), name.attr("maxlength")), (Some("name"), Some("64")));
+    assert!(name.has("required"));
+    let key = tags.iter().find(|t| t.attr("id") == Some("ssh-key-public-key")).unwrap();
+    assert_eq!((key.name.as_str(), key.attr("name")), ("textarea", Some("public_key")));
+    assert_eq!(key.attr("spellcheck"), Some("false"));
+    assert!(key.has("required"));
+    assert!(section.contains(">Add SSH key</button>"));
+
+    // Without keys: says so, and still offers the form.
+    let empty = account(&ctx(&f, Some(CSRF)), &[], &[], &[], &[], &[], 4, None).into_string();
+    assert!(empty.contains("You have no SSH key."));
+    assert!(empty.contains(r#"action="/account/ssh-keys""#));
+    assert!(!empty.contains("/account/ssh-keys/"), "no remove form");
 }
 
 #[test]
@@ -1212,7 +1302,7 @@ fn the_navigation_marks_the_current_page() {
         ("/w/acme/members", "Members", members(&c, ws, &f.members, &[], true, None)),
         ("/w/acme/audit", "Audit log", audit(&c, ws, &f.audit, None, None)),
         ("/w/acme/settings", "Settings", settings(&c, ws, true)),
-        ("/account", "Account", account(&c, &[], &[], &[], &[], 5, None)),
+        ("/account", "Account", account(&c, &[], &[], &[], &[], &[], 5, None)),
         ("/workspaces/new", "New workspace", new_workspace(&c, None)),
     ];
     for (href, text, page) in pages {
