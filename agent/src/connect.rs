@@ -4,7 +4,8 @@
 //! This module checks a request (bearer token, headers, query), answers `101 Switching Protocols`
 //! and hands the upgraded connection to [`crate::ssh`] or [`crate::terminal`]. The checks are pure
 //! functions ([`check_bearer`], [`parse_authorized_keys`], [`PtyParams::parse`]) so they are unit
-//! tested without a socket.
+//! tested without a socket. The snapshot endpoints ([`crate::snapshot`]) use the same token check
+//! ([`Connect::check_token`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,8 @@ pub struct Connect {
     pub children: Arc<Children>,
     pub activity: Arc<Activity>,
     pub terminals: Terminals,
+    /// One snapshot pack or restore at a time.
+    pub snapshots: crate::snapshot::Busy,
     next_connection: AtomicU64,
 }
 
@@ -84,7 +87,7 @@ impl Connect {
     /// answer 503), no host key (a throwaway Ed25519 key), an invalid host key (`/ssh` answers 503).
     pub fn new(secrets: Secrets, children: Arc<Children>, activity: Arc<Activity>) -> Self {
         if secrets.token.is_none() {
-            log!("BURSTFLARE_AGENT_TOKEN is not set: /ssh and /pty answer 503");
+            log!("BURSTFLARE_AGENT_TOKEN is not set: /ssh, /pty and /snapshot/* answer 503");
         }
         let host_key = match secrets.host_key.as_deref() {
             Some(text) => PrivateKey::from_openssh(text.trim())
@@ -140,8 +143,14 @@ impl Connect {
             children,
             activity,
             terminals: Terminals::default(),
+            snapshots: crate::snapshot::Busy::default(),
             next_connection: AtomicU64::new(1),
         }
+    }
+
+    /// The bearer check of every token-protected endpoint ([`check_bearer`] with the agent token).
+    pub fn check_token(&self, headers: &HeaderMap) -> Result<(), Reply> {
+        check_bearer(self.token.as_deref(), headers)
     }
 
     /// Answers `GET /ssh` or `GET /pty` (`path`): an error, or `101` with the connection handed to
@@ -151,7 +160,7 @@ impl Connect {
         path: &str,
         mut request: Request<B>,
     ) -> Response<Full<Bytes>> {
-        if let Err(reply) = check_bearer(self.token.as_deref(), request.headers()) {
+        if let Err(reply) = self.check_token(request.headers()) {
             return into_response(reply);
         }
         let Some(accept) = wsio::accept_key(request.headers()) else {

@@ -7,7 +7,8 @@
 //! - anything else -> 404 `{"error":"not found"}`
 //!
 //! [`route`] is that API as a pure function; [`serve`] puts it behind hyper, together with the
-//! WebSocket endpoints `GET /ssh` and `GET /pty` ([`crate::connect`]).
+//! WebSocket endpoints `GET /ssh` and `GET /pty` ([`crate::connect`]) and the streaming
+//! `POST /snapshot/pack` and `POST /snapshot/restore` ([`crate::snapshot`]).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -105,6 +107,14 @@ pub fn route(method: &str, path: &str, state: &AgentState) -> Reply {
     }
 }
 
+/// The body of every response: a whole one ([`full`]) or a stream (snapshot pack).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A whole-body response as a [`Body`] response.
+pub(crate) fn full(response: Response<Full<Bytes>>) -> Response<Body> {
+    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
 pub(crate) fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     let body = reply.body.map(|value| value.to_string()).unwrap_or_default();
     let has_body = !body.is_empty();
@@ -117,9 +127,9 @@ pub(crate) fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serves the API and the WebSocket endpoints on `listener` until the process exits. Every
-/// response has a Content-Length (or no body), so proxies that wait for the end of a body never
-/// hang.
+/// Serves the API, the WebSocket and the snapshot endpoints on `listener` until the process
+/// exits. Every response has a Content-Length (or no body), so proxies that wait for the end of a
+/// body never hang, except the tar stream of `POST /snapshot/pack` (chunked).
 pub async fn serve(listener: TcpListener, state: Arc<AgentState>, connect: Arc<Connect>) {
     loop {
         let stream = match listener.accept().await {
@@ -136,15 +146,22 @@ pub async fn serve(listener: TcpListener, state: Arc<AgentState>, connect: Arc<C
         let (state, connect) = (state.clone(), connect.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let path = request.uri().path();
-                let response = if request.method() == Method::GET && matches!(path, "/ssh" | "/pty")
-                {
-                    let path = path.to_string();
-                    connect.handle(&path, request)
-                } else {
-                    into_response(route(request.method().as_str(), path, &state))
-                };
-                async move { Ok::<_, Infallible>(response) }
+                let (state, connect) = (state.clone(), connect.clone());
+                async move {
+                    let path = request.uri().path().to_string();
+                    let method = request.method().clone();
+                    let response =
+                        if method == Method::GET && matches!(path.as_str(), "/ssh" | "/pty") {
+                            full(connect.handle(&path, request))
+                        } else if method == Method::POST
+                            && matches!(path.as_str(), "/snapshot/pack" | "/snapshot/restore")
+                        {
+                            crate::snapshot::handle(connect, &path, request).await
+                        } else {
+                            full(into_response(route(method.as_str(), &path, &state)))
+                        };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -6,7 +6,8 @@
 //! group, forwards SIGTERM/SIGINT/SIGHUP to it, reaps every zombie ([`children`]), and serves a
 //! tiny HTTP API ([`http`]) that reports readiness and the session's last activity ([`activity`]).
 //! On the same port it serves SSH ([`ssh`], [`sftp`]) and browser terminals ([`terminal`]) over
-//! WebSockets ([`connect`]), running them as the session user ([`user`], [`spawn`]).
+//! WebSockets ([`connect`]), running them as the session user ([`user`], [`spawn`]), and packs
+//! and restores the session's persisted paths for snapshots ([`snapshot`]).
 
 pub mod activity;
 pub mod channel;
@@ -14,6 +15,7 @@ pub mod children;
 pub mod connect;
 pub mod http;
 pub mod sftp;
+pub mod snapshot;
 pub mod spawn;
 pub mod ssh;
 pub mod supervise;

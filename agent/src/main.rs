@@ -25,9 +25,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Be the container's init: run COMMAND, reap zombies, forward signals, serve the HTTP API,
-    /// SSH and browser terminals.
+    /// SSH, browser terminals and snapshots.
     Supervise {
-        /// Address of the HTTP API (GET /ready, GET|POST /activity, GET /ssh, GET /pty).
+        /// Address of the HTTP API (GET /ready, GET|POST /activity, GET /ssh, GET /pty,
+        /// POST /snapshot/pack, POST /snapshot/restore).
         #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
         /// Exit with the command's exit code when it exits (default: keep serving).

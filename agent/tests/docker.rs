@@ -263,3 +263,88 @@ fn static_agent_serves_ssh_and_terminals_as_the_session_user() {
         stopping.elapsed()
     );
 }
+
+#[test]
+fn static_agent_packs_and_restores_persisted_paths_in_a_container() {
+    let agent = static_agent();
+    let mount = format!("{}:/opt/burstflare/agent:ro", agent.display());
+    let token = format!("BURSTFLARE_AGENT_TOKEN={}", support::TOKEN);
+    // The node's hardening: no CAP_SYS_ADMIN, no new privileges.
+    let id = docker_ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "-v",
+        &mount,
+        "-p",
+        "127.0.0.1::7070",
+        "-e",
+        &token,
+        "-e",
+        "BURSTFLARE_SESSION_USER=dev",
+        "--cap-drop",
+        "NET_RAW",
+        "--cap-drop",
+        "SYS_ADMIN",
+        "--cap-drop",
+        "SYS_MODULE",
+        "--security-opt",
+        "no-new-privileges",
+        "--entrypoint",
+        "/opt/burstflare/agent",
+        IMAGE,
+        "supervise",
+        "--",
+        "sleep",
+        "infinity",
+    ]);
+    let container = Container(id);
+    let port = published_port(&container.0);
+    let exec_dev =
+        |script: &str| docker_ok(&["exec", "-u", "dev", &container.0, "sh", "-c", script]);
+
+    // Files of dev in the container's upper layer, next to the image's dotfiles (lower layer).
+    exec_dev(
+        "cd /home/dev && mkdir -p proj/src .cache && echo hi > proj/src/a.txt && \
+         chmod 600 proj/src/a.txt && ln -s proj/src link && ln proj/src/a.txt hard && \
+         head -c 3000000 /dev/urandom > proj/blob && touch -d @1600000000 proj/blob && \
+         touch -d @1500000000 . proj",
+    );
+    let listing = || {
+        docker_ok(&[
+            "exec",
+            &container.0,
+            "sh",
+            "-c",
+            "cd /home/dev && find . -exec stat -c '%N|%F|%a|%u:%g|%Y|%h' {} + | sort && \
+             find . -type f -exec sha256sum {} + | sort",
+        ])
+    };
+    let before = listing();
+    let auth = format!("Bearer {}", support::TOKEN);
+    let headers = [("Authorization", auth.as_str())];
+    let body = br#"{"paths":["/home/dev","/srv/absent"],"max_bytes":100000000}"#;
+    let pack = || {
+        let answer = common::http(port, "POST", "/snapshot/pack", &headers, body);
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        assert!(answer.complete);
+        answer.body
+    };
+    let tar = pack();
+    assert!(tar.len() > 3_000_000);
+    assert!(pack() == tar, "two packs differ");
+
+    exec_dev("cd /home/dev && rm -rf proj .bashrc && echo new > new && chmod 700 .");
+    let paths = ("X-BurstFlare-Paths", r#"["/home/dev","/srv/absent"]"#);
+    let answer = common::http(port, "POST", "/snapshot/restore", &[headers[0], paths], &tar);
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(answer.json()["absent"], serde_json::json!(["/srv/absent"]));
+    assert_eq!(listing(), before);
+    assert!(pack() == tar, "the restored tree packs differently");
+    assert_eq!(docker_ok(&["exec", &container.0, "ls", "-A", "/home"]), "dev", "no leftovers");
+    exec_dev("touch /home/dev/ok && rm /home/dev/ok");
+    // /home/dev is a directory of the image: overlayfs cannot rename it, its contents are swapped.
+    let logs = docker(&["logs", &container.0]);
+    let logs = String::from_utf8_lossy(&logs.stderr);
+    assert!(logs.contains("/home/dev cannot be renamed"), "{logs}");
+}

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod passkeys;
 pub mod policy;
 pub mod secrets;
+pub mod snapshots;
 pub mod store;
 
 pub use config::Config;

@@ -156,3 +156,85 @@ pub fn children(parent: i32) -> Vec<(i32, char, String)> {
     }
     found
 }
+
+/// An answer read to its end: chunked bodies are decoded.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The head, lowercase.
+    pub headers: String,
+    pub body: Vec<u8>,
+    /// A chunked body ended with its last chunk.
+    pub complete: bool,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+}
+
+/// A request head with `Connection: close`, a Content-Length (or chunked when `None`) and
+/// `headers`.
+pub fn request_head(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_len: Option<usize>,
+) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n");
+    match body_len {
+        Some(len) => head += &format!("Content-Length: {len}\r\n"),
+        None => head += "Transfer-Encoding: chunked\r\n",
+    }
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    head + "\r\n"
+}
+
+/// Parses a whole raw answer; `complete` is false when a chunked body was cut.
+pub fn parse_answer(raw: &[u8]) -> Answer {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut rest = &raw[end + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return Answer { status, headers: head, body: rest.to_vec(), complete: true };
+    }
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Answer { status, headers: head, body, complete: false };
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Answer { status, headers: head, body, complete: true };
+        }
+        if rest.len() < size + 2 {
+            body.extend_from_slice(&rest[..rest.len().min(size)]);
+            return Answer { status, headers: head, body, complete: false };
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+/// One request with a whole `body` on a fresh connection, the answer read to the end.
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request_head(method, path, headers, Some(body.len())).as_bytes()).unwrap();
+    // The agent may answer before reading everything (401, 409).
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_answer(&raw)
+}

@@ -7,6 +7,7 @@ mod authz;
 mod browser;
 mod browserish;
 mod builds;
+mod chunks;
 mod commands;
 mod connect;
 mod dev_command;
