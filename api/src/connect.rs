@@ -32,29 +32,33 @@ const MAX_KEY_NAME_CHARS: usize = 64;
 
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace as W};
-    let s = "/api/v1/workspaces/{ws}/sessions/{id}";
-    let p = |rest: &str| -> &'static str { Box::leak(format!("{s}{rest}").into_boxed_str()) };
+    // Paths under one session, as the `&'static str` the route table keeps.
+    macro_rules! p {
+        ($rest:literal) => {
+            concat!("/api/v1/workspaces/{ws}/sessions/{id}", $rest)
+        };
+    }
     vec![
         RouteDef::new(M::GET, "/api/v1/me/ssh-keys", User, get(keys_list)),
         RouteDef::new(M::POST, "/api/v1/me/ssh-keys", User, post(key_add)),
         RouteDef::new(M::DELETE, "/api/v1/me/ssh-keys/{key}", User, delete(key_remove)),
-        RouteDef::new(M::GET, p("/host-key"), W(Permission::ViewWorkspace), get(host_key)),
-        RouteDef::new(M::POST, p("/runtime-token"), W(Permission::UseSessions), post(token_issue)),
+        RouteDef::new(M::GET, p!("/host-key"), W(Permission::ViewWorkspace), get(host_key)),
+        RouteDef::new(M::POST, p!("/runtime-token"), W(Permission::UseSessions), post(token_issue)),
         RouteDef::new(
             M::POST,
-            p("/runtime-token/{token}/renew"),
+            p!("/runtime-token/{token}/renew"),
             W(Permission::UseSessions),
             post(token_renew),
         ),
         RouteDef::new(
             M::DELETE,
-            p("/runtime-token/{token}"),
+            p!("/runtime-token/{token}"),
             W(Permission::UseSessions),
             delete(token_revoke),
         ),
         // Authenticated by the runtime token itself (not an API token), checked in the handler.
-        RouteDef::new(M::GET, p("/ssh"), Public, get(ssh_socket)),
-        RouteDef::new(M::GET, p("/terminal"), W(Permission::UseSessions), get(terminal_socket)),
+        RouteDef::new(M::GET, p!("/ssh"), Public, get(ssh_socket)),
+        RouteDef::new(M::GET, p!("/terminal"), W(Permission::UseSessions), get(terminal_socket)),
     ]
 }
 
@@ -210,7 +214,8 @@ async fn host_key(
     Ok(Json(host_key_view(&s, &ctx.workspace, &session)?))
 }
 
-/// The user SSH logs in as: the template's `user`, else `root`-agnostic "dev".
+/// The user SSH logs in as: the template's `user`, else `root` (the agent's own user in most
+/// images; the agent accepts any name).
 async fn ssh_user(state: &AppState, s: &SessionRecord) -> String {
     let manifest = state
         .store
@@ -309,14 +314,6 @@ struct Conn {
     meta: RequestMeta,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-}
-
 async fn ssh_socket(
     State(state): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
@@ -335,7 +332,7 @@ async fn ssh_open(
     mut req: Request,
 ) -> Result<Response, AppError> {
     let meta = RequestMeta::from_parts(req.headers(), req.extensions());
-    let presented = bearer(req.headers()).unwrap_or("");
+    let presented = crate::auth::bearer(req.headers()).unwrap_or("");
     if !presented.starts_with(sdk::RUNTIME_TOKEN_PREFIX) {
         return Err(AppError::Unauthenticated(
             "send a runtime token (POST …/runtime-token) as Authorization: Bearer",

@@ -398,7 +398,7 @@ pub struct NodeTunnel {
 #[derive(Clone)]
 struct TunnelState {
     secret: Arc<Vec<u8>>,
-    docker: bollard::Docker,
+    runtime: Arc<dyn activities::runtime::RuntimeProvider>,
 }
 
 impl NodeTunnel {
@@ -408,7 +408,7 @@ impl NodeTunnel {
         listen: SocketAddr,
         advertised: Option<url::Url>,
         secret: Vec<u8>,
-        docker: bollard::Docker,
+        runtime: Arc<dyn activities::runtime::RuntimeProvider>,
     ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
             format!("node tunnel: cannot listen on {listen} (node.tunnel_listen)")
@@ -418,7 +418,7 @@ impl NodeTunnel {
             Some(u) => u,
             None => url::Url::parse(&format!("http://{local}"))?,
         };
-        let state = TunnelState { secret: Arc::new(secret), docker };
+        let state = TunnelState { secret: Arc::new(secret), runtime };
         let app = axum::Router::new()
             .route("/v1/sessions/{session}/{generation}/{kind}", axum::routing::get(tunnel))
             .with_state(state);
@@ -459,12 +459,7 @@ async fn tunnel(
         );
     }
     let expected = domain::connect::agent_token(&state.secret, &session, generation);
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = crate::auth::bearer(req.headers()).unwrap_or("");
     if !domain::secrets::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -480,32 +475,31 @@ async fn tunnel(
         );
     }
     let name = activities::runtime::container_name(&session, generation);
-    let port = match state.docker.inspect_container(&name, None).await {
-        Ok(info) => {
-            let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-            let port = info
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.ports.as_ref())
-                .and_then(|p| p.get(&format!("{}/tcp", activities::runtime::AGENT_PORT)))
-                .and_then(|b| b.as_ref())
-                .and_then(|b| b.iter().find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok()));
-            match port {
-                Some(port) if running => port,
-                _ => {
-                    return refuse(
-                        StatusCode::CONFLICT,
-                        sdk::ErrorCode::Conflict,
-                        "the session's container is not running",
-                    );
-                }
+    // The runtime's own view of the container: `agent_port` is set only while it runs.
+    let port = match state.runtime.inspect(&name).await {
+        Ok(Some(info)) => match info.agent_port {
+            Some(port) => port,
+            None => {
+                return refuse(
+                    StatusCode::CONFLICT,
+                    sdk::ErrorCode::Conflict,
+                    "the session's container is not running",
+                );
             }
-        }
-        Err(_) => {
+        },
+        Ok(None) => {
             return refuse(
                 StatusCode::NOT_FOUND,
                 sdk::ErrorCode::NotFound,
                 "no container for this session generation on this node",
+            );
+        }
+        Err(e) => {
+            tracing::warn!("node tunnel: inspecting {name}: {e}");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                sdk::ErrorCode::Unavailable,
+                "the node's container runtime did not answer; retry in a moment",
             );
         }
     };

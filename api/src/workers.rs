@@ -68,11 +68,13 @@ impl Workers {
             data_dir: config.node.data_dir.clone(),
             runtime_secret: secret.clone(),
         };
+        let runtime: Arc<dyn RuntimeProvider> =
+            Arc::new(DockerRuntime::new(docker.clone(), settings));
         let tunnel = crate::tunnel::NodeTunnel::start(
             config.node.tunnel_listen,
             config.node.tunnel_url.clone(),
             secret,
-            docker.clone(),
+            runtime.clone(),
         )
         .await?;
         let tunnel_url = tunnel.url().to_string();
@@ -92,8 +94,6 @@ impl Workers {
                 }
             }
         }));
-        let runtime: Arc<dyn RuntimeProvider> =
-            Arc::new(DockerRuntime::new(docker.clone(), settings));
         self.start(name, client, move || {
             Ok(workflows::node_worker_options(
                 &id,
