@@ -8,14 +8,41 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use domain::Store;
 
+use crate::snapshot::{CommitReport, LatestSnapshot, SnapshotBegin, UploadedManifest};
+
 pub struct ControlActivities {
     store: Store,
     identity: String,
+    snapshots: Option<ControlSnapshots>,
+}
+
+/// What the control plane needs for snapshots: the object store and the retention policy.
+#[derive(Clone)]
+pub struct ControlSnapshots {
+    pub blob: domain::blob::BlobStore,
+    /// Verified snapshots kept per session (the latest is always kept).
+    pub keep: u32,
+    /// Failed snapshots kept per session, for the record.
+    pub keep_failed: u32,
+    /// Unreferenced chunks younger than this are never collected.
+    pub gc_grace: std::time::Duration,
 }
 
 impl ControlActivities {
     pub fn new(store: Store) -> Self {
-        Self { store, identity: crate::worker_identity() }
+        Self { store, identity: crate::worker_identity(), snapshots: None }
+    }
+
+    #[must_use]
+    pub fn with_snapshots(mut self, snapshots: ControlSnapshots) -> Self {
+        self.snapshots = Some(snapshots);
+        self
+    }
+
+    fn snapshot_config(&self) -> Result<&ControlSnapshots, ActivityError> {
+        self.snapshots.as_ref().ok_or_else(|| {
+            crate::snapshot::non_retryable("this worker has no object storage configured")
+        })
     }
 }
 
@@ -151,6 +178,92 @@ impl ControlActivities {
     ) -> Result<Option<String>, ActivityError> {
         let id = domain::ids::SessionId::parse(&session_id).map_err(anyhow::Error::from)?;
         Ok(self.store.latest_snapshot_key(&id).await.map_err(anyhow::Error::from)?)
+    }
+
+    /// Records a snapshot as begun (pending). Idempotent on the snapshot id.
+    #[activity(name = "snapshot.begin")]
+    pub async fn snapshot_begin(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        b: SnapshotBegin,
+    ) -> Result<(), ActivityError> {
+        crate::snapshot::begin(&self.store, &b).await
+    }
+
+    /// Records that a snapshot's chunks and manifest are stored. Idempotent.
+    #[activity(name = "snapshot.uploaded")]
+    pub async fn snapshot_uploaded(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: (String, UploadedManifest),
+    ) -> Result<(), ActivityError> {
+        crate::snapshot::uploaded(&self.store, &input.0, &input.1).await
+    }
+
+    /// Reads a snapshot's manifest and every chunk back and checks sizes and hashes; a damaged
+    /// snapshot fails for good. Writes nothing. Input: (workspace id, manifest key).
+    #[activity(name = "snapshot.verify")]
+    pub async fn snapshot_verify(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: (String, String),
+    ) -> Result<(), ActivityError> {
+        let blob = self.snapshot_config()?.blob.clone();
+        crate::snapshot::verify(&ctx, blob, &input.0, &input.1).await
+    }
+
+    /// Marks a verified snapshot and moves the session's latest pointer to it unless a newer
+    /// one is there already; then applies retention and collects unreferenced chunks (best
+    /// effort). Idempotent.
+    #[activity(name = "snapshot.commit")]
+    pub async fn snapshot_commit(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        snapshot_id: String,
+    ) -> Result<CommitReport, ActivityError> {
+        let config = self.snapshot_config()?.clone();
+        crate::snapshot::commit(&self.store, &config, &snapshot_id).await
+    }
+
+    /// Records a snapshot as failed, with why (a verified one is left as it is).
+    #[activity(name = "snapshot.fail")]
+    pub async fn snapshot_fail(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: (String, String),
+    ) -> Result<(), ActivityError> {
+        crate::snapshot::fail(&self.store, &input.0, &input.1).await
+    }
+
+    /// The snapshot a fresh container of the session restores, if any.
+    #[activity(name = "snapshot.latest")]
+    pub async fn snapshot_latest(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        session_id: String,
+    ) -> Result<Option<LatestSnapshot>, ActivityError> {
+        crate::snapshot::latest(&self.store, &session_id).await
+    }
+
+    /// After a restore: points the session at the restored snapshot. Input: (session id,
+    /// snapshot id, workflow time, who asked).
+    #[activity(name = "snapshot.select")]
+    pub async fn snapshot_select(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: (String, String, i64, Option<String>),
+    ) -> Result<(), ActivityError> {
+        crate::snapshot::select(&self.store, &input.0, &input.1, input.2, input.3.as_deref()).await
+    }
+
+    /// A deleted session's snapshots are retired and their chunks collected.
+    #[activity(name = "snapshot.retire_all")]
+    pub async fn snapshot_retire_all(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        session_id: String,
+    ) -> Result<u32, ActivityError> {
+        crate::snapshot::retire_all(&self.store, self.snapshots.as_ref(), &session_id).await
     }
 
     /// Moves a session's `last_active_at` forward (never back).

@@ -8,6 +8,7 @@ pub mod build;
 pub mod control;
 pub mod node;
 pub mod runtime;
+pub mod snapshot;
 
 pub use build::BuilderActivities;
 pub use control::ControlActivities;

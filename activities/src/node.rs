@@ -10,12 +10,16 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::runtime::{ContainerInfo, ContainerSpec, RuntimeError, RuntimeProvider};
+use crate::snapshot::{
+    NodeSnapshots, SnapshotRestore, SnapshotUpload, UploadedManifest, non_retryable,
+};
 
 pub struct NodeActivities {
     node_id: String,
     docker: bollard::Docker,
     runtime: Arc<dyn RuntimeProvider>,
     http: reqwest::Client,
+    snapshots: Option<NodeSnapshots>,
 }
 
 impl NodeActivities {
@@ -28,7 +32,34 @@ impl NodeActivities {
             .timeout(Duration::from_secs(3))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { node_id, docker, runtime, http }
+        Self { node_id, docker, runtime, http, snapshots: None }
+    }
+
+    /// Lets this node move snapshots between its sessions and object storage.
+    #[must_use]
+    pub fn with_snapshots(mut self, snapshots: NodeSnapshots) -> Self {
+        self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// The agent port of a running container, for snapshot work.
+    async fn snapshot_target(
+        &self,
+        container: &str,
+    ) -> Result<(&NodeSnapshots, u16), ActivityError> {
+        let snapshots = self.snapshots.as_ref().ok_or_else(|| {
+            non_retryable("this node has no object storage configured for snapshots")
+        })?;
+        let info = self.runtime.inspect(container).await.map_err(runtime_err)?;
+        match info {
+            Some(ContainerInfo { running: true, agent_port: Some(port), .. }) => {
+                Ok((snapshots, port))
+            }
+            _ => Err(non_retryable(format!(
+                "{}: the session's container {container} is not running",
+                crate::snapshot::CONTAINER_GONE
+            ))),
+        }
     }
 }
 
@@ -213,6 +244,32 @@ impl NodeActivities {
         stop: StopContainer,
     ) -> Result<StopReport, ActivityError> {
         heartbeating(&ctx, self.stop_inner(stop)).await
+    }
+
+    /// Packs the session's persisted paths through its agent into the workspace's chunk store
+    /// and writes the manifest last (docs/snapshots.md). Retrying is safe: chunks are
+    /// content-addressed and the manifest is keyed by the snapshot id.
+    #[activity(name = "snapshot.upload")]
+    pub async fn snapshot_upload(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SnapshotUpload,
+    ) -> Result<UploadedManifest, ActivityError> {
+        let (snapshots, port) = self.snapshot_target(&input.container).await?;
+        heartbeating(&ctx, crate::snapshot::upload(snapshots, port, &input)).await
+    }
+
+    /// Streams a stored snapshot into the session's agent, which stages it and swaps it in;
+    /// a damaged snapshot is refused before its bad chunk reaches the agent, and the current
+    /// files stay as they were. Returns the bytes restored.
+    #[activity(name = "snapshot.restore")]
+    pub async fn snapshot_restore(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SnapshotRestore,
+    ) -> Result<u64, ActivityError> {
+        let (snapshots, port) = self.snapshot_target(&input.container).await?;
+        heartbeating(&ctx, crate::snapshot::restore(snapshots, port, &input)).await
     }
 
     /// Removes every container of the session. Idempotent.

@@ -173,7 +173,7 @@ impl DevStack {
         wait_for_registry(&config.registry.url, &mut registry_child).await?;
 
         let mut workers = Workers::new()?;
-        workers.start_control(client.clone(), &config.temporal.task_queue, store.clone()).await?;
+        workers.start_control(client.clone(), &config, store.clone()).await?;
         if config.build.in_process {
             workers.start_builder(client.clone(), &config, docker.clone()).await?;
         }
@@ -219,6 +219,12 @@ impl DevStack {
     }
 
     /// Resolves with an error when a part of the stack stops by itself.
+    /// The embedded S3 server's fault injection (tests and drills: make it fail or slow down
+    /// requests).
+    pub fn s3_faults(&self) -> crate::s3::S3Faults {
+        self.s3.faults()
+    }
+
     pub async fn failed(&mut self) -> anyhow::Error {
         tokio::select! {
             e = self.workers.any_stopped() => e.err().unwrap_or_else(|| anyhow::anyhow!("a worker stopped")),

@@ -27,6 +27,9 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     RateLimited(&'static str),
+    /// Asked again sooner than a configured interval allows; the message names the setting.
+    #[error("{0}")]
+    TooSoon(String),
     /// A dependency is down; retrying later may work.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -65,6 +68,9 @@ impl AppError {
             }
             AppError::RateLimited(m) => {
                 (StatusCode::TOO_MANY_REQUESTS, ApiError::new(ErrorCode::RateLimited, *m))
+            }
+            AppError::TooSoon(m) => {
+                (StatusCode::TOO_MANY_REQUESTS, ApiError::new(ErrorCode::RateLimited, m.clone()))
             }
             AppError::Unavailable(m) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ApiError::new(ErrorCode::Unavailable, *m))

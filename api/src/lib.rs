@@ -16,6 +16,7 @@ pub mod pages;
 pub mod routes;
 pub mod s3;
 pub mod sessions;
+pub mod snapshots;
 pub mod state;
 pub mod templates;
 pub mod temporal;

@@ -184,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_migrated_store(&config).await?;
             let client = temporal::connect(&config.temporal).await?;
             let mut workers = Workers::new()?;
-            workers.start_control(client, &config.temporal.task_queue, store).await?;
+            workers.start_control(client, &config, store).await?;
             run_until_signal(workers).await
         }
         Command::Node { id } => {

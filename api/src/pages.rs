@@ -843,15 +843,27 @@ async fn session_page(
                 None
             }
         };
+        // Its snapshots, until it is deleted (a deleted session has none to show).
+        let snapshots = if d.state == "deleted" {
+            None
+        } else {
+            match crate::snapshots::list(&s, &c, &d.id).await {
+                Ok(list) => Some(list),
+                Err(AppError::NotFound) => None,
+                Err(e) => return Err(e),
+            }
+        };
         let v = Viewer::load(&s, Some(&p), &headers).await?;
         let ws = workspaces::summary(&c.workspace, c.role);
-        let markup = web::pages::session_detail(
+        let card = snapshots.as_deref().map(|list| web::pages::SessionSnapshots { list });
+        let markup = web::pages::session_detail_with_snapshots(
             &v.ctx(&s, Some(ws.slug.as_str())),
             &ws,
             &d,
             why.as_ref(),
             &events,
             session_rights(&c),
+            card.as_ref(),
         );
         Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
     }
@@ -938,6 +950,109 @@ async fn session_op(
         }
         Err(e) => failed(&back, e),
     }
+}
+
+/// Where the snapshot forms come back to: the session page's Snapshots card.
+fn snapshots_back(c: &WorkspaceCtx, id: &str) -> String {
+    format!("{}#snapshots", session_url(c, id))
+}
+
+/// How long a restore form waits for the restore before answering that it is still running
+/// (it goes on either way: it runs as a workflow).
+const RESTORE_PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// `POST /w/{ws}/sessions/{id}/snapshots`: "Save now". Answers once the snapshot is started
+/// (pending); the refusals (not running, nothing to persist, too soon) come back as the flash.
+async fn snapshot_save(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    let back = snapshots_back(&c, &id);
+    match crate::snapshots::save(&s, &m, &p, &c, &id, false).await {
+        Ok(snap) if snap.status == "failed" => done(
+            &back,
+            false,
+            &format!("The snapshot failed: {}", snap.error.as_deref().unwrap_or("no reason given")),
+        ),
+        Ok(snap) => done(
+            &back,
+            true,
+            &format!(
+                "Saving a snapshot: it is {}. Reload this page to see when it is verified.",
+                snap.status
+            ),
+        ),
+        Err(e) => failed(&back, e),
+    }
+}
+
+/// `POST /w/{ws}/sessions/{id}/snapshots/{snapshot}/restore`: restores a verified snapshot,
+/// now into a running session (after a safety snapshot), else at its next start. A restore
+/// into a running session is waited for up to [`RESTORE_PAGE_WAIT`]; after that the page says
+/// it is still running.
+async fn snapshot_restore(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id, snap)): Path<(String, String, String)>,
+) -> Response {
+    let back = snapshots_back(&c, &id);
+    // In a task of its own, so that neither a long wait nor the browser going away cuts it short.
+    let task = tokio::spawn({
+        let c = c.clone();
+        async move { crate::snapshots::restore(&s, &m, &p, &c, &id, &snap).await }
+    });
+    let result = match tokio::time::timeout(RESTORE_PAGE_WAIT, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(AppError::Internal(anyhow::anyhow!("the restore task: {join}"))),
+        Err(_) => {
+            return done(
+                &back,
+                true,
+                "The restore is still running: the session's files are replaced when it is done. \
+                 Reload this page in a minute.",
+            );
+        }
+    };
+    match result {
+        Ok(r) if r.applied == "now" => {
+            let message = match &r.safety_snapshot {
+                Some(safety) => format!(
+                    "Snapshot restored: the session has its files now. Its previous files were \
+                     saved as snapshot {safety} (pre-restore)."
+                ),
+                None => "Snapshot restored: the session has its files now.".to_string(),
+            };
+            done(&back, true, &message)
+        }
+        Ok(_) => done(
+            &back,
+            true,
+            "Snapshot selected: its files are restored when the session next starts.",
+        ),
+        Err(e) => failed(&back, e),
+    }
+}
+
+/// `POST /w/{ws}/sessions/{id}/snapshots/{snapshot}/delete`: retires a snapshot that is not
+/// the session's latest.
+async fn snapshot_delete(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id, snap)): Path<(String, String, String)>,
+) -> Response {
+    let back = snapshots_back(&c, &id);
+    after(
+        crate::snapshots::delete(&s, &m, &p, &c, &id, &snap).await.map(|_| ()),
+        &back,
+        "Snapshot deleted.",
+    )
 }
 
 #[derive(Deserialize)]
@@ -1340,6 +1455,24 @@ pub fn routes() -> Vec<RouteDef> {
             "/w/{ws}/sessions/{id}/delete",
             Workspace(P::UseSessions),
             post(session_op),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/snapshots",
+            Workspace(P::UseSessions),
+            post(snapshot_save),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/snapshots/{snapshot}/restore",
+            Workspace(P::UseSessions),
+            post(snapshot_restore),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/sessions/{id}/snapshots/{snapshot}/delete",
+            Workspace(P::UseSessions),
+            post(snapshot_delete),
         ),
         RouteDef::new(M::GET, "/w/{ws}/templates", Workspace(P::ViewWorkspace), get(templates)),
         RouteDef::new(

@@ -263,6 +263,8 @@ pub async fn create(
         )
         .await?;
     }
+    let (persisted_paths, max_snapshot_bytes) =
+        crate::snapshots::policy(state, &manifest, &ctx.workspace.id).await?;
     let spec = workflows::SessionSpec {
         session_id: s.id.to_string(),
         workspace_id: ctx.workspace.id.to_string(),
@@ -281,6 +283,8 @@ pub async fn create(
         stop_hook: manifest.hooks.stop.clone(),
         stop_hook_timeout_secs: manifest.hooks.stop_timeout_secs,
         ops_per_run: 200,
+        persisted_paths,
+        max_snapshot_bytes,
     };
     let client = state.temporal.client().await.map_err(|e| {
         tracing::warn!("starting session {}: {e:#}", s.id);
@@ -452,6 +456,8 @@ pub async fn why(
         node: s.node_id.clone(),
         generation: s.generation,
         last_error: s.error.clone(),
+        retry_at: None,
+        retry_op: None,
     };
     if s.state == "deleted" {
         return Ok(from_db());
@@ -493,6 +499,8 @@ pub async fn why(
                 node: d.node,
                 generation: d.generation,
                 last_error: d.last_error.or(retrying),
+                retry_at: d.retry_at,
+                retry_op: d.retry_op,
             })
         }
         Err(e) => {

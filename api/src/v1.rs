@@ -626,6 +626,54 @@ async fn session_why(
     Ok(Json(sessions::why(&s, &p, &c, &id).await?))
 }
 
+async fn snapshot_list(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Vec<sdk::Snapshot>> {
+    Ok(Json(crate::snapshots::list(&s, &c, &id).await?))
+}
+
+async fn snapshot_save(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+) -> Result<(StatusCode, Json<sdk::Snapshot>), AppError> {
+    let snap = crate::snapshots::save(&s, &m, &p, &c, &id, q.wait()).await?;
+    Ok((StatusCode::CREATED, Json(snap)))
+}
+
+async fn snapshot_get(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id, snap)): Path<(String, String, String)>,
+) -> ApiResult<sdk::Snapshot> {
+    Ok(Json(crate::snapshots::get(&s, &c, &id, &snap).await?))
+}
+
+async fn snapshot_restore(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id, snap)): Path<(String, String, String)>,
+) -> ApiResult<sdk::RestoreOutcome> {
+    Ok(Json(crate::snapshots::restore(&s, &m, &p, &c, &id, &snap).await?))
+}
+
+async fn snapshot_delete(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id, snap)): Path<(String, String, String)>,
+) -> ApiResult<sdk::Snapshot> {
+    Ok(Json(crate::snapshots::delete(&s, &m, &p, &c, &id, &snap).await?))
+}
+
 /// Every `/api/v1` route with its access rule.
 pub fn routes() -> Vec<RouteDef> {
     use Access::{Public, User, Workspace};
@@ -714,6 +762,36 @@ pub fn routes() -> Vec<RouteDef> {
             "/api/v1/workspaces/{ws}/sessions/{id}/why",
             Workspace(P::ViewWorkspace),
             get(session_why),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/sessions/{id}/snapshots",
+            Workspace(P::ViewWorkspace),
+            get(snapshot_list),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/sessions/{id}/snapshots",
+            Workspace(P::UseSessions),
+            post(snapshot_save),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/sessions/{id}/snapshots/{snapshot}",
+            Workspace(P::ViewWorkspace),
+            get(snapshot_get),
+        ),
+        RouteDef::new(
+            M::DELETE,
+            "/api/v1/workspaces/{ws}/sessions/{id}/snapshots/{snapshot}",
+            Workspace(P::UseSessions),
+            delete(snapshot_delete),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/sessions/{id}/snapshots/{snapshot}/restore",
+            Workspace(P::UseSessions),
+            post(snapshot_restore),
         ),
         RouteDef::new(
             M::POST,

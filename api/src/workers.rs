@@ -41,12 +41,20 @@ impl Workers {
     pub async fn start_control(
         &mut self,
         client: Client,
-        task_queue: &str,
+        config: &domain::Config,
         store: Store,
     ) -> anyhow::Result<()> {
+        let task_queue = &config.temporal.task_queue;
         let queue = task_queue.to_string();
+        let snapshots = activities::control::ControlSnapshots {
+            blob: domain::blob::BlobStore::new(&config.storage),
+            keep: config.snapshots.keep,
+            keep_failed: config.snapshots.keep_failed,
+            gc_grace: std::time::Duration::from_secs(config.snapshots.gc_grace_secs),
+        };
         self.start(format!("control worker on {task_queue}"), client, move || {
-            Ok(workflows::control_worker_options(&queue, ControlActivities::new(store))?)
+            let activities = ControlActivities::new(store).with_snapshots(snapshots);
+            Ok(workflows::control_worker_options(&queue, activities)?)
         })
         .await
     }
@@ -63,6 +71,10 @@ impl Workers {
         let id = config.node.id.clone();
         let name = format!("node worker on {}", activities::node_task_queue(&id));
         let secret = config.runtime.secret.expose_secret().as_bytes().to_vec();
+        let snapshots = activities::snapshot::NodeSnapshots::new(
+            domain::blob::BlobStore::new(&config.storage),
+            secret.clone(),
+        );
         let settings = DockerRuntimeSettings {
             agent_path: config.node.agent_path.clone(),
             data_dir: config.node.data_dir.clone(),
@@ -97,7 +109,7 @@ impl Workers {
         self.start(name, client, move || {
             Ok(workflows::node_worker_options(
                 &id,
-                NodeActivities::new(id.clone(), docker, runtime),
+                NodeActivities::new(id.clone(), docker, runtime).with_snapshots(snapshots),
             ))
         })
         .await

@@ -104,6 +104,9 @@ enum Command {
     /// Create dev sessions from templates; start, stop, sleep, restart and delete them
     #[command(subcommand, long_about = SESSION_LONG_ABOUT)]
     Session(SessionCommand),
+    /// Save, list, restore and delete snapshots of a session's persisted paths
+    #[command(subcommand, long_about = commands::snapshot::LONG_ABOUT)]
+    Snapshot(commands::snapshot::SnapshotCommand),
     /// Open a shell in a session, or run a command there, with the system's ssh
     #[command(long_about = SSH_LONG_ABOUT)]
     Ssh(SshArgs),
@@ -627,6 +630,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::SshKey(SshKeyCommand::Remove { id }) => ssh_cmd::key_remove(&ctx, &id).await?,
         Command::Template(cmd) => return run_template(&ctx, cmd).await,
         Command::Session(cmd) => return run_session(&ctx, cmd).await,
+        Command::Snapshot(cmd) => return commands::snapshot::run(&ctx, cmd).await,
         Command::Version => version(&ctx).await?,
         Command::Health => return health(&ctx).await,
         Command::Auth(AuthCommand::Login { no_browser, token }) => {

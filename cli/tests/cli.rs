@@ -118,6 +118,7 @@ fn flare_help_lists_the_commands() {
         "workspace",
         "template",
         "session",
+        "snapshot",
         "ssh",
         "port-forward",
         "ssh-config",
@@ -212,6 +213,15 @@ fn flare_session_help_matches_the_golden_files() {
     assert_golden(&["session", "delete", "--help"], "session-delete.txt");
     assert_golden(&["session", "events", "--help"], "session-events.txt");
     assert_golden(&["session", "why", "--help"], "session-why.txt");
+}
+
+#[test]
+fn flare_snapshot_help_matches_the_golden_files() {
+    assert_golden(&["snapshot", "--help"], "snapshot.txt");
+    assert_golden(&["snapshot", "save", "--help"], "snapshot-save.txt");
+    assert_golden(&["snapshot", "list", "--help"], "snapshot-list.txt");
+    assert_golden(&["snapshot", "restore", "--help"], "snapshot-restore.txt");
+    assert_golden(&["snapshot", "delete", "--help"], "snapshot-delete.txt");
 }
 
 #[test]
@@ -537,6 +547,55 @@ fn session_commands_report_an_unreachable_server_as_one_json_error() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["error"]["code"], "unreachable", "{args:?}");
     }
+}
+
+#[test]
+fn snapshot_restore_without_a_terminal_needs_yes_and_asks_nothing_of_the_server() {
+    let flare = Flare::new();
+    let id = "0190c3a2-5b1e-7c4d-9f00-2a6b8e1d4c37";
+    let out = offline(&flare, &["snapshot", "restore", "go-abcd", id]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("without confirmation"), "{err}");
+    assert!(
+        err.contains(&format!("hint: run `flare snapshot restore go-abcd {id} --yes`")),
+        "{err}"
+    );
+
+    let out = offline(&flare, &["snapshot", "restore", "go-abcd", id, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_usage");
+
+    // With --yes the request is made (and the server is down).
+    let out = offline(&flare, &["snapshot", "restore", "go-abcd", id, "--yes"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+}
+
+#[test]
+fn snapshot_commands_report_an_unreachable_server_as_one_json_error() {
+    let flare = Flare::new();
+    let id = "0190c3a2-5b1e-7c4d-9f00-2a6b8e1d4c37";
+    for args in [
+        &["save", "go-abcd"][..],
+        &["save", "go-abcd", "--no-wait"],
+        &["list", "go-abcd"],
+        &["restore", "go-abcd", id, "-y"],
+        &["delete", "go-abcd", id],
+    ] {
+        let mut all = vec!["snapshot"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--output", "json"]);
+        let out = offline(&flare, &all);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["code"], "unreachable", "{args:?}");
+    }
+    // Without a workspace nothing is asked either.
+    let out =
+        flare.cmd(&["snapshot", "list", "go-abcd"]).env("FLARE_TOKEN", "bf_x").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no workspace selected"), "{}", stderr(&out));
 }
 
 #[test]

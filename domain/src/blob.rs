@@ -1,9 +1,10 @@
 //! The blob store: template bundles, build logs and snapshots in any S3 API (the server
 //! embedded in `burstflare dev`, R2, Garage, MinIO or AWS), always through aws-sdk-s3.
 
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use secrecy::ExposeSecret;
 
 use crate::config::StorageConfig;
@@ -23,6 +24,32 @@ fn request_err<E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, e: E
         _ => format!("{e:?}").chars().take(300).collect(),
     };
     BlobError::Request { op, message }
+}
+
+/// Attempts per request (the first one included): the SDK's standard retries (throttling, 5xx,
+/// timeouts and connection errors) with exponential backoff and full jitter from
+/// [`INITIAL_BACKOFF`] (so at most 0.2 + 0.4 + 0.8 s of waiting). Bodies are in memory, so a
+/// retried `PUT` sends them again as they are. Longer outages are the callers' (workflow
+/// activities') retries.
+const MAX_ATTEMPTS: u32 = 4;
+const INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+/// Keys per `ListObjectsV2` page (the S3 maximum).
+const LIST_PAGE: i32 = 1000;
+
+/// One stored object, as `HeadObject` or `ListObjectsV2` describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// unix ms
+    pub last_modified: i64,
+}
+
+fn millis(op: &'static str, key: &str, t: Option<&DateTime>) -> Result<i64, BlobError> {
+    t.and_then(|t| t.to_millis().ok()).ok_or_else(|| BlobError::Request {
+        op,
+        message: format!("no usable LastModified for {key}"),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +73,11 @@ impl BlobStore {
             .endpoint_url(cfg.endpoint.as_str().trim_end_matches('/'))
             .credentials_provider(creds)
             .force_path_style(cfg.force_path_style)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(INITIAL_BACKOFF),
+            )
             .build();
         Self { client: aws_sdk_s3::Client::from_conf(conf), bucket: cfg.bucket.clone() }
     }
@@ -165,15 +197,70 @@ impl BlobStore {
 
     /// The size of `key`, or `None` if it does not exist.
     pub async fn size_of(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        Ok(self.head(key).await?.map(|info| info.size))
+    }
+
+    /// Size and LastModified of `key`, or `None` if it does not exist. A server that gives no
+    /// LastModified is an error (nothing could judge the object's age).
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, BlobError> {
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => {
-                Ok(Some(out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0)))
-            }
+            Ok(out) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                last_modified: millis("HeadObject", key, out.last_modified())?,
+            })),
             Err(e) => {
                 let err = e.into_service_error();
                 if err.is_not_found() { Ok(None) } else { Err(request_err("HeadObject", err)) }
             }
         }
+    }
+
+    /// Every object under `prefix` (all pages), in key order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {
+        self.list_pages(prefix, LIST_PAGE).await
+    }
+
+    async fn list_pages(&self, prefix: &str, page: i32) -> Result<Vec<ObjectInfo>, BlobError> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(page)
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| request_err("ListObjectsV2", e.into_service_error()))?;
+            for o in out.contents() {
+                let Some(key) = o.key() else { continue };
+                objects.push(ObjectInfo {
+                    key: key.to_string(),
+                    size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    last_modified: millis("ListObjectsV2", key, o.last_modified())?,
+                });
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            let next = out.next_continuation_token().map(str::to_string);
+            // A truncated page without a new token would list the same page forever.
+            if next.is_none() || next == token {
+                return Err(BlobError::Request {
+                    op: "ListObjectsV2",
+                    message: format!(
+                        "a truncated listing of {prefix} without a new continuation token"
+                    ),
+                });
+            }
+            token = next;
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        objects.dedup_by(|a, b| a.key == b.key);
+        Ok(objects)
     }
 
     /// Up to `max` keys under `prefix` that sort after `start_after`, in key order.

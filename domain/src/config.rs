@@ -42,6 +42,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub build: BuildConfig,
     pub runtime: RuntimeConfig,
+    pub snapshots: SnapshotsConfig,
     pub turnstile: TurnstileConfig,
     pub auth: AuthConfig,
 }
@@ -152,6 +153,40 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self { secret: SecretString::from(String::new()), token_ttl_secs: 300, recheck_ms: 1000 }
+    }
+}
+
+/// Snapshots of sessions' persisted paths (docs/snapshots.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Verified snapshots kept per session; older ones are retired. The session's latest
+    /// snapshot is always kept. Example: `keep = 5`.
+    pub keep: u32,
+    /// Failed snapshots kept per session, for the record. Example: `keep_failed = 3`.
+    pub keep_failed: u32,
+    /// Least time between two manual snapshots ("Save now") of one session, in seconds.
+    /// Example: `min_interval_secs = 60`.
+    pub min_interval_secs: u64,
+    /// Largest snapshot, in bytes of file content, when neither the plan
+    /// (`max_snapshot_bytes`) nor the template (`max_snapshot_bytes`) sets a smaller one.
+    /// Example: `max_bytes = 10737418240`.
+    pub max_bytes: u64,
+    /// Chunks no snapshot refers to are deleted once they are older than this, in seconds;
+    /// it must be longer than any snapshot takes (at least 7200: twice the one-hour upload
+    /// limit). Example: `gc_grace_secs = 86400`.
+    pub gc_grace_secs: u64,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        Self {
+            keep: 5,
+            keep_failed: 3,
+            min_interval_secs: 60,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+            gc_grace_secs: 86_400,
+        }
     }
 }
 
@@ -275,6 +310,7 @@ impl Default for Config {
             node: NodeConfig::default(),
             build: BuildConfig::default(),
             runtime: RuntimeConfig::default(),
+            snapshots: SnapshotsConfig::default(),
             turnstile: TurnstileConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -412,6 +448,25 @@ impl Config {
         }
         if !(1..=60).contains(&a.device_poll_interval_secs) {
             return Err(invalid("auth.device_poll_interval_secs", "must be between 1 and 60"));
+        }
+        let sn = &self.snapshots;
+        if !(1..=100).contains(&sn.keep) {
+            return Err(invalid("snapshots.keep", "must be between 1 and 100"));
+        }
+        if sn.keep_failed > 100 {
+            return Err(invalid("snapshots.keep_failed", "must be at most 100"));
+        }
+        if sn.min_interval_secs > 86_400 {
+            return Err(invalid("snapshots.min_interval_secs", "must be at most 86400"));
+        }
+        if sn.max_bytes == 0 {
+            return Err(invalid("snapshots.max_bytes", "must be at least 1"));
+        }
+        if sn.gc_grace_secs < 7200 {
+            return Err(invalid(
+                "snapshots.gc_grace_secs",
+                "must be at least 7200 (longer than any snapshot upload)",
+            ));
         }
         let b = &self.build;
         if b.task_queue.is_empty() || b.task_queue.len() > 255 {

@@ -161,7 +161,14 @@ pub struct Manifest {
     /// image's /etc/passwd: `^[a-z_][a-z0-9_-]{0,31}$`); default: the user the agent runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Largest snapshot of the persisted paths, in bytes of file content (at least 1 MiB); the
+    /// workspace's plan may set a smaller one. A session holding more keeps running and says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_snapshot_bytes: Option<u64>,
 }
+
+/// Smallest `max_snapshot_bytes` a manifest may set.
+pub const MIN_SNAPSHOT_BYTES: u64 = 1024 * 1024;
 
 /// Longest hook command, in bytes.
 pub const MAX_HOOK_BYTES: usize = 4096;
@@ -368,6 +375,14 @@ impl Manifest {
         check_description(&self.description, &mut errors);
         check_base_image(&self.base_image, &mut errors);
         check_persisted_paths(&self.persisted_paths, &mut errors);
+        if let Some(max) = self.max_snapshot_bytes
+            && max < MIN_SNAPSHOT_BYTES
+        {
+            errors.push(BundleError::new(
+                "max_snapshot_bytes",
+                format!("max_snapshot_bytes is {max}; the least is {MIN_SNAPSHOT_BYTES} (1 MiB)"),
+            ));
+        }
         check_env(&self.env, &mut errors);
         check_ports(&self.ports, &mut errors);
         check_resources(&self.resources, &mut errors);
@@ -533,6 +548,24 @@ fn check_persisted_paths(paths: &[String], errors: &mut Vec<BundleError>) {
         };
         if let Some(m) = msg {
             errors.push(BundleError::new(field, m));
+        }
+    }
+    // A snapshot packs each path on its own: one inside another would be packed twice and
+    // restored over itself.
+    for (j, inner) in paths.iter().enumerate() {
+        if let Some(i) = paths[..j].iter().position(|outer| {
+            inner.strip_prefix(outer.as_str()).is_some_and(|rest| rest.starts_with('/'))
+                || outer.strip_prefix(inner.as_str()).is_some_and(|rest| rest.starts_with('/'))
+        }) {
+            errors.push(BundleError::new(
+                format!("persisted_paths[{j}]"),
+                format!(
+                    "{} and persisted_paths[{i}] ({}) are inside one another; persisted paths \
+                     must not nest (keep the outer one)",
+                    quote(inner),
+                    quote(&paths[i])
+                ),
+            ));
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::{
     TemplateSummary, TemplateVersion, UploadTicket,
 };
 use crate::{CreateSession, SessionDetail, SessionEvent, SessionSummary, SessionWhy};
+use crate::{RestoreOutcome, Snapshot};
 
 /// The `body` argument of [`Client::request`] for requests without one.
 pub const NO_BODY: Option<&()> = None;
@@ -435,6 +436,59 @@ impl Client {
     /// `GET /api/v1/workspaces/{ws}/sessions/{id}/why`
     pub async fn session_why(&self, ws: &str, id: &str) -> Result<SessionWhy, ClientError> {
         self.request(Method::GET, &session_path(ws, id, "/why"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}/snapshots`: newest first, deleted ones left out.
+    pub async fn snapshots(&self, ws: &str, id: &str) -> Result<Vec<Snapshot>, ClientError> {
+        self.request(Method::GET, &session_path(ws, id, "/snapshots"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/sessions/{id}/snapshots/{snapshot}`
+    pub async fn snapshot(
+        &self,
+        ws: &str,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<Snapshot, ClientError> {
+        let rest = format!("/snapshots/{}", encode_segment(snapshot));
+        self.request(Method::GET, &session_path(ws, id, &rest), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/sessions/{id}/snapshots`: takes a snapshot of a running
+    /// session now ("Save now"). `wait` waits until it is verified or has failed.
+    pub async fn save_snapshot(
+        &self,
+        ws: &str,
+        id: &str,
+        wait: bool,
+    ) -> Result<Snapshot, ClientError> {
+        let rest = if wait { "/snapshots?wait=true" } else { "/snapshots" };
+        self.request(Method::POST, &session_path(ws, id, rest), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/sessions/{id}/snapshots/{snapshot}/restore`: a running
+    /// session gets the snapshot's files now (after a safety snapshot of its current ones); any
+    /// other session restores it at its next start.
+    pub async fn restore_snapshot(
+        &self,
+        ws: &str,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<RestoreOutcome, ClientError> {
+        let rest = format!("/snapshots/{}/restore", encode_segment(snapshot));
+        self.request(Method::POST, &session_path(ws, id, &rest), NO_BODY).await
+    }
+
+    /// `DELETE /api/v1/workspaces/{ws}/sessions/{id}/snapshots/{snapshot}`: retires a snapshot
+    /// (not the latest one).
+    pub async fn delete_snapshot(
+        &self,
+        ws: &str,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<Snapshot, ClientError> {
+        let rest = format!("/snapshots/{}", encode_segment(snapshot));
+        self.request(Method::DELETE, &session_path(ws, id, &rest), NO_BODY).await
     }
 
     /// `GET /api/v1/me/ssh-keys`: the caller's SSH public keys, oldest first.

@@ -78,4 +78,11 @@ pub struct SessionWhy {
     /// Container generation: a new container gets the next one.
     pub generation: u64,
     pub last_error: Option<String>,
+    /// When a sleep, stop or restart whose snapshot failed is tried again (unix ms); the
+    /// session keeps running until then.
+    #[serde(default)]
+    pub retry_at: Option<i64>,
+    /// Which operation waits for that retry.
+    #[serde(default)]
+    pub retry_op: Option<String>,
 }

@@ -247,6 +247,24 @@ fn persisted_paths_rules() {
     let long = format!("/{}", "p".repeat(255));
     assert_fails(&paths(&[&long]), "persisted_paths[0]", &["256 bytes", "the limit is 255"]);
     assert_fails(&with("persisted_paths = [\"/a\\u001b\"]"), "persisted_paths[0]", &["U+001B"]);
+    // Nesting is refused either way round; siblings sharing a prefix are fine.
+    assert_fails(
+        &paths(&["/home/dev", "/home/dev/.cache"]),
+        "persisted_paths[1]",
+        &["inside one another", "persisted_paths[0]", "must not nest"],
+    );
+    assert_fails(&paths(&["/w/a/b", "/x", "/w/a"]), "persisted_paths[2]", &["persisted_paths[0]"]);
+    assert!(Manifest::parse(&paths(&["/home/dev", "/home/developer"])).is_ok());
+}
+
+#[test]
+fn max_snapshot_bytes_has_a_floor() {
+    assert!(Manifest::parse(&with("max_snapshot_bytes = 1048576")).is_ok());
+    assert_fails(
+        &with("max_snapshot_bytes = 1000"),
+        "max_snapshot_bytes",
+        &["the least is 1048576"],
+    );
 }
 
 // --- env -------------------------------------------------------------------------------------

@@ -48,7 +48,13 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                         .any(|r| p == r || p.starts_with(&format!("{r}/")))
                 })
                 .filter(|p| !p.split('/').any(|c| c == "." || c == ".."))
-                .collect::<Vec<_>>()
+                // Sorted, so an outer path comes before the paths inside it: keep the outer.
+                .fold(Vec::<String>::new(), |mut kept, p| {
+                    if !kept.iter().any(|k| p.starts_with(&format!("{k}/"))) {
+                        kept.push(p);
+                    }
+                    kept
+                })
         });
     let env = prop::collection::btree_map(
         "[A-Za-z_][A-Za-z0-9_]{0,20}",
@@ -97,6 +103,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 hooks: Default::default(),
                 user: None,
+                max_snapshot_bytes: None,
             }
         },
     )

@@ -10,10 +10,14 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 
 pub mod self_check;
 pub mod session;
+pub mod snapshot;
 pub mod template_build;
 
 pub use self_check::{SelfCheck, SelfCheckInput, SelfCheckOutput};
 pub use session::{Session, SessionInput, SessionSpec};
+pub use snapshot::{
+    Restore, RestoreInput, Snapshot, SnapshotInput, SnapshotOutcome, SnapshotTarget,
+};
 pub use template_build::{TemplateBuild, TemplateBuildInput, TemplateBuildOutput};
 
 /// Worker options for the control-plane worker: every control-plane workflow and activity.
@@ -27,6 +31,10 @@ pub fn control_worker_options(
         .register_workflow::<TemplateBuild>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_workflow::<Session>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<Snapshot>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<Restore>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_activities(activities)
         .build())
@@ -54,6 +62,10 @@ pub fn replayer() -> Result<WorkflowReplayer, RegistrationError> {
         .register_workflow::<TemplateBuild>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_workflow::<Session>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<Snapshot>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<Restore>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .build();
     WorkflowReplayer::new(opts).map_err(|e| RegistrationError(e.to_string()))

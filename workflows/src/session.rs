@@ -24,6 +24,7 @@ use activities::NodeActivities;
 use activities::control::SessionStep;
 use activities::node::{Hydrate, StopContainer};
 use activities::runtime::{ContainerSpec, container_name};
+use activities::snapshot::SnapshotRestore;
 
 /// What the session runs, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,12 @@ pub struct SessionSpec {
     /// earlier); keeps histories short.
     #[serde(default = "default_ops_per_run")]
     pub ops_per_run: u32,
+    /// The template's persisted paths, kept in snapshots (none: nothing is snapshotted).
+    #[serde(default)]
+    pub persisted_paths: Vec<String>,
+    /// Largest snapshot (bytes of file content) the template and plan allow.
+    #[serde(default)]
+    pub max_snapshot_bytes: u64,
 }
 
 fn default_hook_timeout() -> u32 {
@@ -70,6 +77,17 @@ pub struct Carried {
     /// Run time not yet reported as a whole minute.
     #[serde(default)]
     pub unbilled_ms: i64,
+    /// A sleep, stop or restart whose snapshot failed is tried again at `retry_at`; the
+    /// session keeps running meanwhile.
+    #[serde(default)]
+    pub retry: Option<(Op, i64)>,
+    /// Snapshot failures in a row (for the backoff).
+    #[serde(default)]
+    pub snapshot_failures: u32,
+    /// The container of the current generation was kept, stopped (sessions put to sleep
+    /// before snapshots existed): waking reuses it rather than start a fresh one.
+    #[serde(default)]
+    pub kept_container: bool,
 }
 
 /// Per run, not carried.
@@ -164,6 +182,22 @@ pub struct Description {
     pub node: Option<String>,
     pub generation: u64,
     pub last_error: Option<String>,
+    /// When a sleep, stop or restart whose snapshot failed is tried again (unix ms).
+    #[serde(default)]
+    pub retry_at: Option<i64>,
+    #[serde(default)]
+    pub retry_op: Option<String>,
+}
+
+/// Marks histories written since snapshots: sleep, stop and restart snapshot the persisted
+/// paths first, and every start is a fresh container restored from the latest snapshot.
+/// Histories without it replay the earlier behaviour.
+const SNAPSHOTS: &str = "snapshots-v1";
+
+/// Wait before retrying a sleep, stop or restart whose snapshot failed: 1, 2, 4 … 30 minutes.
+fn snapshot_backoff(failures: u32) -> i64 {
+    let minutes = 1i64 << failures.min(5).saturating_sub(1);
+    minutes.min(30) * 60_000
 }
 
 #[workflow]
@@ -253,8 +287,8 @@ impl Session {
             let result = match op {
                 Op::Start => Self::start(ctx, &spec, "op.start").await,
                 Op::Restart => Self::restart(ctx, &spec).await,
-                Op::Sleep => Self::halt(ctx, &spec, "sleeping", "op.sleep").await,
-                Op::Stop => Self::halt(ctx, &spec, "stopped", "op.stop").await,
+                Op::Sleep => Self::halt(ctx, &spec, Op::Sleep, "op.sleep").await,
+                Op::Stop => Self::halt(ctx, &spec, Op::Stop, "op.stop").await,
                 Op::Delete => Self::delete(ctx, &spec).await,
             };
             if let Err(e) = result {
@@ -275,6 +309,8 @@ impl Session {
             node: self.c.node.clone(),
             generation: self.c.generation,
             last_error: self.c.last_error.clone(),
+            retry_at: self.c.retry.map(|(_, at)| at),
+            retry_op: self.c.retry.map(|(op, _)| op.as_str().to_string()),
         }
     }
 
@@ -392,7 +428,15 @@ impl Session {
 
     async fn start(ctx: &mut WorkflowContext<Self>, spec: &SessionSpec, kind: &str) -> StepResult {
         let from = ctx.state(|s| s.c.state.clone());
-        let fresh_container = !matches!(from.as_str(), "sleeping");
+        let snapshots = ctx.patched(SNAPSHOTS);
+        let fresh_container = if snapshots {
+            // Every start is a fresh container (persisted paths come back from the latest
+            // snapshot), except waking one that was put to sleep before snapshots existed.
+            !(from == "sleeping" && ctx.state(|s| s.c.kept_container))
+        } else {
+            !matches!(from.as_str(), "sleeping")
+        };
+        ctx.state_mut(|s| s.c.kept_container = false);
         Self::record(ctx, spec, "starting", kind, serde_json::json!({ "from": from }), Some(None))
             .await
             .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
@@ -432,7 +476,36 @@ impl Session {
                     step: "creating the container".into(),
                     message: failure_text(&e),
                 })?;
-            // Persisted paths come back from the latest snapshot, if there is one.
+            if !snapshots {
+                Self::hydrate_v0(ctx, spec, &created.name).await?;
+            }
+        }
+        Self::set_step(ctx, "waiting for the agent");
+        let name = container_name(&spec.session_id, ctx.state(|s| s.c.generation));
+        let opts = Self::node_options(ctx, Duration::from_secs(180), 3);
+        let ready = ctx
+            .execute_activity(NodeActivities::start_container, name.clone(), opts)
+            .await
+            .map_err(|e| StepError {
+                step: "starting the container".into(),
+                message: failure_text(&e),
+            })?;
+        let mut restored = None;
+        if snapshots && fresh_container {
+            restored = Self::restore_latest(ctx, spec, &name).await?;
+        }
+        Self::running(ctx, spec, ready, restored).await
+    }
+
+    /// Before snapshots: a fresh container was hydrated before it started (there was never a
+    /// snapshot to restore). Kept so that histories from then replay.
+    async fn hydrate_v0(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &SessionSpec,
+        container: &str,
+    ) -> StepResult {
+        {
+            let created_name = container.to_string();
             Self::set_step(ctx, "restoring persisted paths");
             let snapshot_key = ctx
                 .execute_activity(
@@ -448,7 +521,7 @@ impl Session {
                     message: failure_text(&e),
                 })?;
             let opts = Self::node_options(ctx, Duration::from_secs(1800), 3);
-            let hydrate = Hydrate { container: created.name.clone(), snapshot_key };
+            let hydrate = Hydrate { container: created_name, snapshot_key };
             let restored = ctx
                 .execute_activity(NodeActivities::hydrate, hydrate, opts)
                 .await
@@ -467,44 +540,138 @@ impl Session {
             .await
             .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
         }
-        Self::set_step(ctx, "waiting for the agent");
-        let name = container_name(&spec.session_id, ctx.state(|s| s.c.generation));
-        let opts = Self::node_options(ctx, Duration::from_secs(180), 3);
-        let ready =
-            ctx.execute_activity(NodeActivities::start_container, name, opts).await.map_err(
-                |e| StepError { step: "starting the container".into(), message: failure_text(&e) },
-            )?;
+        Ok(())
+    }
+
+    /// Restores the latest snapshot into the fresh, running container; `None` when the session
+    /// has none yet. A snapshot that cannot be restored fails the start and names the one
+    /// before it, which the owner can restore instead.
+    async fn restore_latest(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &SessionSpec,
+        container: &str,
+    ) -> Result<Option<String>, StepError> {
+        if spec.persisted_paths.is_empty() {
+            return Ok(None);
+        }
+        Self::set_step(ctx, "finding the latest snapshot");
+        let latest = ctx
+            .execute_activity(
+                ControlActivities::snapshot_latest,
+                spec.session_id.clone(),
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                    .retry_policy(quick_retry(10))
+                    .build(),
+            )
+            .await
+            .map_err(|e| StepError {
+                step: "finding the latest snapshot".into(),
+                message: failure_text(&e),
+            })?;
+        let Some(latest) = latest else {
+            Self::record(ctx, spec, "starting", "hydrate.empty", serde_json::json!({}), None)
+                .await
+                .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+            return Ok(None);
+        };
+        Self::set_step(ctx, "restoring persisted paths");
+        let restore = SnapshotRestore {
+            snapshot_id: latest.snapshot_id.clone(),
+            workspace_id: spec.workspace_id.clone(),
+            session_id: spec.session_id.clone(),
+            generation: ctx.state(|s| s.c.generation),
+            container: container.to_string(),
+            manifest_key: latest.manifest_key.clone(),
+            paths: spec.persisted_paths.clone(),
+        };
+        let opts = Self::node_options(ctx, crate::snapshot::UPLOAD_TIMEOUT, 5);
+        match ctx.execute_activity(NodeActivities::snapshot_restore, restore, opts).await {
+            Ok(bytes) => {
+                let detail = serde_json::json!({ "snapshot": latest.snapshot_id, "bytes": bytes });
+                Self::record(ctx, spec, "starting", "hydrate.restored", detail, None)
+                    .await
+                    .map_err(|e| StepError {
+                        step: "recording".into(),
+                        message: format!("{e:?}"),
+                    })?;
+                Ok(Some(latest.snapshot_id))
+            }
+            Err(e) => {
+                let offer = match &latest.previous {
+                    Some(prev) => format!(
+                        "; restore the snapshot before it with `flare snapshot restore {} {prev}`, \
+                         then start the session",
+                        spec.session_id
+                    ),
+                    None => String::new(),
+                };
+                Err(StepError {
+                    step: format!("restoring snapshot {}", latest.snapshot_id),
+                    message: format!("{}{offer}", failure_text(&e)),
+                })
+            }
+        }
+    }
+
+    async fn running(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &SessionSpec,
+        ready: activities::node::AgentReady,
+        restored: Option<String>,
+    ) -> StepResult {
         let at = now_ms(ctx);
         ctx.state_mut(|s| {
             s.c.idle_deadline = Some(at + i64::from(spec.idle_timeout_minutes) * 60_000);
             s.c.lifetime_deadline = Some(at + i64::from(spec.max_lifetime_minutes) * 60_000);
             s.c.last_active = Some(at);
             s.c.last_error = None;
+            s.c.retry = None;
+            s.c.snapshot_failures = 0;
             s.step = String::new();
         });
-        let detail = serde_json::json!({
+        let mut detail = serde_json::json!({
             "container": ready.container.name,
             "agent_version": ready.agent_version,
         });
+        if let Some(id) = restored {
+            detail["snapshot"] = serde_json::json!(id);
+        }
         Self::record(ctx, spec, "running", "state.running", detail, None)
             .await
             .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })
     }
 
     async fn restart(ctx: &mut WorkflowContext<Self>, spec: &SessionSpec) -> StepResult {
+        if ctx.patched(SNAPSHOTS) {
+            // A restart is a fresh container with the persisted paths carried over.
+            if !Self::save_before_halt(ctx, spec, Op::Restart).await? {
+                return Ok(());
+            }
+            Self::stop_container(ctx, spec).await?;
+            Self::remove_containers(ctx, spec).await?;
+            ctx.state_mut(|s| s.c.state = "stopped".into());
+            return Self::start(ctx, spec, "op.restart").await;
+        }
         Self::stop_container(ctx, spec).await?;
         // The container is kept: a restart is a new process tree, not a new container.
         ctx.state_mut(|s| s.c.state = "sleeping".into());
         Self::start(ctx, spec, "op.restart").await
     }
 
-    /// Sleep (keep the container, stopped) or stop (remove it; the data stays).
+    /// Sleep or stop. Since snapshots both save the persisted paths first (the saga: snapshot
+    /// → verify → stop; a failed snapshot keeps the session running, says why and retries
+    /// later) and remove the container. Before, sleep kept the stopped container.
     async fn halt(
         ctx: &mut WorkflowContext<Self>,
         spec: &SessionSpec,
-        to: &str,
+        op: Op,
         kind: &str,
     ) -> StepResult {
+        let to = op.target();
+        let snapshots = ctx.patched(SNAPSHOTS);
+        if snapshots && !Self::save_before_halt(ctx, spec, op).await? {
+            return Ok(());
+        }
         let from = ctx.state(|s| s.c.state.clone());
         if to == "stopped" {
             Self::record(ctx, spec, "stopping", kind, serde_json::json!({ "from": from }), None)
@@ -513,14 +680,101 @@ impl Session {
         }
         if ctx.state(|s| s.c.node.is_some() && s.c.generation > 0) {
             Self::stop_container(ctx, spec).await?;
-            if to == "stopped" {
+            if to == "stopped" || snapshots {
                 Self::remove_containers(ctx, spec).await?;
+            } else {
+                ctx.state_mut(|s| s.c.kept_container = true);
             }
         }
         let detail = serde_json::json!({ "from": from, "reason": kind });
         Self::record(ctx, spec, to, &format!("state.{to}"), detail, None)
             .await
             .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })
+    }
+
+    /// The snapshot before a running session's container goes. `Ok(true)`: saved (or nothing
+    /// to save), go on. `Ok(false)`: it failed; the session keeps running, the failure is
+    /// recorded (event, error, audit by the snapshot) and `op` is retried after a backoff.
+    async fn save_before_halt(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &SessionSpec,
+        op: Op,
+    ) -> Result<bool, StepError> {
+        let (state, node) = ctx.state(|s| (s.c.state.clone(), s.c.node.clone()));
+        let Some(node) = node else { return Ok(true) };
+        if state != "running" || spec.persisted_paths.is_empty() {
+            return Ok(true);
+        }
+        Self::set_step(ctx, "saving persisted paths");
+        let trigger = match op {
+            Op::Sleep => "sleep",
+            Op::Restart => "restart",
+            _ => "stop",
+        };
+        let generation = ctx.state(|s| s.c.generation);
+        let input = crate::snapshot::SnapshotInput {
+            snapshot_id: ctx.uuid4(),
+            target: crate::snapshot::SnapshotTarget {
+                session_id: spec.session_id.clone(),
+                workspace_id: spec.workspace_id.clone(),
+                node,
+                generation,
+                container: container_name(&spec.session_id, generation),
+                paths: spec.persisted_paths.clone(),
+                max_bytes: spec.max_snapshot_bytes,
+            },
+            trigger: trigger.into(),
+            requested_by: None,
+        };
+        let outcome = crate::snapshot::snapshot_child(ctx, input).await.map_err(|e| StepError {
+            step: "saving persisted paths".into(),
+            message: format!("{e:?}"),
+        })?;
+        if outcome.status == "verified" {
+            ctx.state_mut(|s| {
+                s.c.retry = None;
+                s.c.snapshot_failures = 0;
+            });
+            return Ok(true);
+        }
+        if outcome.container_gone {
+            // The container died: there is nothing left to pack, and waiting cannot change
+            // that. Go on; the next start restores the latest snapshot.
+            let detail = serde_json::json!({
+                "op": op.as_str(),
+                "snapshot": outcome.snapshot_id,
+                "error": outcome.error,
+            });
+            Self::record(ctx, spec, "running", "snapshot.skipped", detail, None)
+                .await
+                .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+            return Ok(true);
+        }
+        let error = outcome.error.unwrap_or_else(|| "the snapshot failed".into());
+        let at = now_ms(ctx);
+        let retry_at = ctx.state_mut(|s| {
+            s.c.snapshot_failures += 1;
+            let retry_at = at + snapshot_backoff(s.c.snapshot_failures);
+            s.c.retry = Some((op, retry_at));
+            s.c.last_error = Some(format!(
+                "{} is waiting: the snapshot of the persisted paths failed: {error}",
+                op.as_str()
+            ));
+            s.step = String::new();
+            retry_at
+        });
+        let message = ctx.state(|s| s.c.last_error.clone());
+        let detail = serde_json::json!({
+            "op": op.as_str(),
+            "snapshot": outcome.snapshot_id,
+            "error": error,
+            "too_large": outcome.too_large,
+            "retry_at": retry_at,
+        });
+        Self::record(ctx, spec, "running", "snapshot.failed", detail, Some(message))
+            .await
+            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+        Ok(false)
     }
 
     async fn delete(ctx: &mut WorkflowContext<Self>, spec: &SessionSpec) -> StepResult {
@@ -534,7 +788,26 @@ impl Session {
             }
             Self::remove_containers(ctx, spec).await?;
         }
-        ctx.state_mut(|s| s.c.pending.clear());
+        if ctx.patched(SNAPSHOTS) {
+            // A deleted session's snapshots go with it (their chunks once nothing uses them).
+            Self::set_step(ctx, "retiring snapshots");
+            ctx.execute_activity(
+                ControlActivities::snapshot_retire_all,
+                spec.session_id.clone(),
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(300))
+                    .retry_policy(quick_retry(10))
+                    .build(),
+            )
+            .await
+            .map_err(|e| StepError {
+                step: "retiring snapshots".into(),
+                message: failure_text(&e),
+            })?;
+        }
+        ctx.state_mut(|s| {
+            s.c.pending.clear();
+            s.c.retry = None;
+        });
         Self::record(ctx, spec, "deleted", "state.deleted", serde_json::json!({}), None)
             .await
             .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })
@@ -614,7 +887,10 @@ impl Session {
         let (idle, lifetime) = ctx.state(|s| {
             (s.c.idle_deadline.unwrap_or(i64::MAX), s.c.lifetime_deadline.unwrap_or(i64::MAX))
         });
-        let until = idle.min(lifetime).saturating_sub(now).max(0);
+        // While a failed snapshot waits for its retry, the deadlines it is about have passed
+        // already: only the retry time counts.
+        let next = ctx.state(|s| s.c.retry).map_or(idle.min(lifetime), |(_, at)| at);
+        let until = next.saturating_sub(now).max(0);
         let wait = Duration::from_millis(u64::try_from(until).unwrap_or(0)).min(ACTIVITY_POLL);
         let woke_for_request = temporalio_sdk::workflows::select! {
             r = ctx.wait_condition(|s| !s.c.pending.is_empty()) => { r?; true }
@@ -651,13 +927,23 @@ impl Session {
                 .await?;
             }
         }
-        let (idle, lifetime) = ctx.state(|s| {
-            (s.c.idle_deadline.unwrap_or(i64::MAX), s.c.lifetime_deadline.unwrap_or(i64::MAX))
+        let (idle, lifetime, retry) = ctx.state(|s| {
+            (
+                s.c.idle_deadline.unwrap_or(i64::MAX),
+                s.c.lifetime_deadline.unwrap_or(i64::MAX),
+                s.c.retry,
+            )
         });
-        if now >= lifetime {
-            ctx.state_mut(|s| s.c.pending.push(Op::Stop));
-        } else if now >= idle {
-            ctx.state_mut(|s| s.c.pending.push(Op::Sleep));
+        match retry {
+            // A sleep, stop or restart whose snapshot failed waits for its retry.
+            Some((op, at)) if now >= at => ctx.state_mut(|s| {
+                s.c.retry = None;
+                s.c.pending.push(op);
+            }),
+            Some(_) => {}
+            None if now >= lifetime => ctx.state_mut(|s| s.c.pending.push(Op::Stop)),
+            None if now >= idle => ctx.state_mut(|s| s.c.pending.push(Op::Sleep)),
+            None => {}
         }
         Ok(())
     }

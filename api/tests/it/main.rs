@@ -18,3 +18,5 @@ mod helpers;
 mod identity;
 mod sessions;
 mod shell;
+mod snapshot_pages;
+mod snapshots;

@@ -20,6 +20,11 @@ pub(crate) async fn stack() -> Stack {
     stack_from(spawn_app().await).await
 }
 
+/// [`stack`] with a last say over the configuration.
+pub(crate) async fn stack_with(tweak: impl FnOnce(&mut domain::Config)) -> Stack {
+    stack_from(spawn_app_with(tweak).await).await
+}
+
 async fn stack_from(app: TestApp) -> Stack {
     let store = app.stack.as_ref().unwrap().store.clone();
     let boot = burstflare_api::bootstrap::run(&store, "dev@example.com", Some("Dev"), false, 30)
@@ -36,6 +41,11 @@ impl Stack {
 
     /// Uploads `deploy/templates/devbox` as template `name` and waits for its build.
     pub(crate) async fn template(&self, name: &str) {
+        self.template_with(name, "").await;
+    }
+
+    /// [`Stack::template`] with `top` added to the manifest's top-level keys.
+    pub(crate) async fn template_with(&self, name: &str, top: &str) {
         let dir = tempfile::tempdir().unwrap();
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/templates/devbox");
         for entry in std::fs::read_dir(&sample).unwrap() {
@@ -45,7 +55,7 @@ impl Stack {
         let manifest = std::fs::read_to_string(dir.path().join("burstflare.toml")).unwrap();
         std::fs::write(
             dir.path().join("burstflare.toml"),
-            manifest.replace("name = \"devbox\"", &format!("name = \"{name}\""))
+            manifest.replace("name = \"devbox\"", &format!("{top}name = \"{name}\""))
                 + "\n[hooks]\nstop = \"echo stopped-by-hook > /opt/burstflare/session/hook.txt\"\nstop_timeout_secs = 20\n",
         )
         .unwrap();
@@ -92,7 +102,7 @@ impl Stack {
         self.client.create_session(&self.ws, &body, true).await
     }
 
-    async fn history(&self, workflow_id: &str, save_as: &str) -> Value {
+    pub(crate) async fn history(&self, workflow_id: &str, save_as: &str) -> Value {
         let temporal = self.app.stack.as_ref().unwrap().temporal.clone();
         let handle = temporal.get_workflow_handle::<workflows::Session>(workflow_id.to_string());
         let json =
@@ -109,6 +119,33 @@ impl Stack {
             std::fs::write(&path, &json).unwrap();
         }
         serde_json::from_slice(&json).unwrap()
+    }
+
+    /// Replays a `Snapshot` or `Restore` workflow's history and saves it with
+    /// BURSTFLARE_RECORD_HISTORIES.
+    pub(crate) async fn snapshot_history(&self, workflow_id: &str, save_as: &str) {
+        self.history(workflow_id, save_as).await;
+    }
+
+    /// The workspace's id (the test's `ws` is its slug).
+    pub(crate) async fn ws_id(&self) -> String {
+        let slug = domain::ids::Slug::parse(&self.ws).unwrap();
+        let ws = self.store().workspace_by_slug(&slug).await.unwrap().unwrap();
+        ws.id.to_string()
+    }
+
+    /// A client of someone else, who is not a member of this workspace.
+    pub(crate) async fn other_member_client(&self) -> sdk::Client {
+        let boot = burstflare_api::bootstrap::run(
+            &self.store(),
+            "someone-else@example.com",
+            Some("Else"),
+            true,
+            30,
+        )
+        .await
+        .unwrap();
+        self.app.client.clone().with_token(boot.token)
     }
 
     pub(crate) async fn audit_actions(&self) -> Vec<String> {
@@ -417,6 +454,8 @@ async fn a_session_continues_as_new_and_keeps_its_state() {
         stop_hook: None,
         stop_hook_timeout_secs: 30,
         ops_per_run: 2,
+        persisted_paths: vec!["/home/dev".into()],
+        max_snapshot_bytes: 1 << 30,
     };
     let stack_ref = s.app.stack.as_ref().unwrap();
     let first_run = stack_ref

@@ -245,6 +245,7 @@ fn seeded_manifest(name: &str) -> String {
         labels: [("team".to_string(), "platform".to_string())].into_iter().collect(),
         hooks: Default::default(),
         user: None,
+        max_snapshot_bytes: None,
     };
     serde_json::to_string(&m).unwrap()
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod config;
 pub mod session;
+pub mod snapshot;
 pub mod ssh;
 pub mod template;
 pub mod workspace;

@@ -851,20 +851,22 @@ fn deadline(at: Option<i64>, now: i64, verb: &str, noun: &str) -> String {
 
 fn why_text(w: &SessionWhy, now: i64) -> String {
     let pending = if w.pending.is_empty() { "-".to_string() } else { w.pending.join(", ") };
-    fields(
-        "",
-        &[
-            ("state", w.state.clone()),
-            ("step", dash(Some(w.step.clone()))),
-            ("attempts", w.attempts.to_string()),
-            ("idle deadline", deadline(w.idle_deadline, now, "sleeps", "sleep")),
-            ("lifetime deadline", deadline(w.lifetime_deadline, now, "stops", "stop")),
-            ("pending", pending),
-            ("node", dash(w.node.clone())),
-            ("generation", w.generation.to_string()),
-            ("last error", dash(w.last_error.clone())),
-        ],
-    )
+    let mut rows = vec![
+        ("state", w.state.clone()),
+        ("step", dash(Some(w.step.clone()))),
+        ("attempts", w.attempts.to_string()),
+        ("idle deadline", deadline(w.idle_deadline, now, "sleeps", "sleep")),
+        ("lifetime deadline", deadline(w.lifetime_deadline, now, "stops", "stop")),
+        ("pending", pending),
+        ("node", dash(w.node.clone())),
+        ("generation", w.generation.to_string()),
+        ("last error", dash(w.last_error.clone())),
+    ];
+    // A sleep, stop or restart whose snapshot failed waits for its retry.
+    if let (Some(at), Some(op)) = (w.retry_at, w.retry_op.as_deref()) {
+        rows.push(("retry", format!("{op}: {}", deadline(Some(at), now, "retries", "retry"))));
+    }
+    fields("", &rows)
 }
 
 #[cfg(test)]
@@ -1173,6 +1175,8 @@ mod tests {
             node: Some("host-a".into()),
             generation: 3,
             last_error: None,
+            retry_at: None,
+            retry_op: None,
         };
         assert_eq!(
             why_text(&w, NOW),

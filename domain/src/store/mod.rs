@@ -20,6 +20,7 @@ mod refresh_tokens;
 mod self_checks;
 mod sessions;
 mod signup;
+mod snapshots;
 mod templates;
 mod usage;
 mod users;
@@ -45,6 +46,7 @@ pub use self::sessions::{
     SessionEventRecord, SessionFilter, SessionLimits, SessionRecord, SessionRow, SessionWrite,
 };
 pub use self::signup::NewPasskey;
+pub use self::snapshots::{NewSnapshot, SNAPSHOT_TRIGGERS, SnapshotRecord, UploadedSnapshot};
 pub use self::templates::{
     BUILD_ACTIVE_STATES, BUILD_FINAL_STATES, BuildRecord, TemplateRecord, TemplateRow,
     VERSION_SETTABLE_STATES, VersionRecord,

@@ -230,6 +230,8 @@ pub struct SessionLimits {
     pub max_sessions: Option<u64>,
     /// Sessions in [`SESSION_RUNNING_STATES`], per workspace.
     pub max_running_sessions: Option<u64>,
+    /// Bytes of file content in one snapshot of a session's persisted paths.
+    pub max_snapshot_bytes: Option<u64>,
 }
 
 fn check_state(state: &str) -> Result<(), StoreError> {
@@ -283,20 +285,6 @@ fn json_object(
 }
 
 impl Store {
-    /// The object key of the session's latest verified snapshot, if it has one: what a fresh
-    /// container is hydrated from.
-    pub async fn latest_snapshot_key(&self, id: &SessionId) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT sn.content_key FROM sessions s
-             JOIN snapshots sn ON sn.id = s.latest_snapshot_id
-             WHERE s.id = $1 AND sn.status = 'verified'",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| col(&r, "content_key")).transpose()
-    }
-
     /// The sessions of `workspace` that match `filter`, most recently changed first. Deleted
     /// sessions are never listed: their names are free for reuse and they are gone for the user.
     /// The active listing includes sessions being stopped or deleted.
@@ -627,6 +615,7 @@ impl Store {
         Ok(SessionLimits {
             max_sessions: limit(&limits, "max_sessions")?,
             max_running_sessions: limit(&limits, "max_running_sessions")?,
+            max_snapshot_bytes: limit(&limits, "max_snapshot_bytes")?,
         })
     }
 }

@@ -10,6 +10,7 @@ mod identity;
 mod ids;
 mod schema;
 mod sessions;
+mod snapshots;
 mod store;
 mod support;
 mod templates;

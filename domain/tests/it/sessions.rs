@@ -431,7 +431,11 @@ async fn limits(store: &Store) {
     let (alice, personal) = sign_up(store, "Alice").await;
     let acme = shared_workspace(store, &alice, "acme").await;
 
-    let free = SessionLimits { max_sessions: Some(3), max_running_sessions: Some(1) };
+    let free = SessionLimits {
+        max_sessions: Some(3),
+        max_running_sessions: Some(1),
+        max_snapshot_bytes: Some(5_368_709_120),
+    };
     assert_eq!(store.session_limits(&personal.id).await.unwrap(), free);
     assert_eq!(store.session_limits(&acme.id).await.unwrap(), free);
 
@@ -449,7 +453,11 @@ async fn limits(store: &Store) {
     .unwrap();
     assert_eq!(
         store.session_limits(&acme.id).await.unwrap(),
-        SessionLimits { max_sessions: Some(3), max_running_sessions: None }
+        SessionLimits {
+            max_sessions: Some(3),
+            max_running_sessions: None,
+            max_snapshot_bytes: Some(5_368_709_120),
+        }
     );
     sqlx::query("UPDATE quotas SET overrides_json = $2 WHERE workspace_id = $1")
         .bind(acme.id.as_str())
@@ -459,7 +467,11 @@ async fn limits(store: &Store) {
         .unwrap();
     assert_eq!(
         store.session_limits(&acme.id).await.unwrap(),
-        SessionLimits { max_sessions: Some(10), max_running_sessions: Some(4) }
+        SessionLimits {
+            max_sessions: Some(10),
+            max_running_sessions: Some(4),
+            max_snapshot_bytes: Some(5_368_709_120),
+        }
     );
     assert_eq!(store.session_limits(&personal.id).await.unwrap(), free, "per workspace");
 

@@ -3,6 +3,7 @@
 
 use maud::{Markup, html};
 
+use super::snapshots::{SessionSnapshots, snapshots_card};
 use super::templates::template_path;
 use super::terminal::terminal_path;
 use crate::components::{
@@ -153,7 +154,7 @@ fn new_session_form(ctx: &PageContext, action: &str, templates: &str, new: &NewS
 }
 
 /// A time to the second, as `<time datetime="…Z">YYYY-MM-DD HH:MM:SS</time>` (UTC).
-fn time_seconds(ms: i64) -> Markup {
+pub(super) fn time_seconds(ms: i64) -> Markup {
     let iso = iso_utc(ms);
     let shown =
         format!("{} {}", iso.get(..10).unwrap_or_default(), iso.get(11..19).unwrap_or_default());
@@ -211,6 +212,20 @@ pub fn session_detail(
     why: Option<&sdk::SessionWhy>,
     events: &[sdk::SessionEvent],
     rights: SessionRights,
+) -> Markup {
+    session_detail_with_snapshots(ctx, ws, s, why, events, rights, None)
+}
+
+/// [`session_detail`] with the Snapshots card after the Details (none for `None`): see
+/// [`SessionSnapshots`](super::snapshots::SessionSnapshots).
+pub fn session_detail_with_snapshots(
+    ctx: &PageContext,
+    ws: &sdk::WorkspaceSummary,
+    s: &sdk::SessionDetail,
+    why: Option<&sdk::SessionWhy>,
+    events: &[sdk::SessionEvent],
+    rights: SessionRights,
+    snapshots: Option<&SessionSnapshots>,
 ) -> Markup {
     let path = session_path(&ws.slug, &s.id);
     let slug = encode_path_segment(&ws.slug);
@@ -285,6 +300,9 @@ pub fn session_detail(
                     p.hint { "Operators: " code { "temporal workflow show -w " (s.workflow_id) } }
                 }
             }
+        }
+        @if let Some(snapshots) = snapshots.filter(|_| !deleted) {
+            (snapshots_card(ctx, &ws.slug, (&s.id, &s.name, &s.state, &s.owner.id), snapshots, rights))
         }
         (why_card(&path, why))
         section.card.session-events-card aria-labelledby="session-events-heading" {

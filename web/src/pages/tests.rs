@@ -529,6 +529,8 @@ fn sample_why() -> sdk::SessionWhy {
         node: Some("node-1".into()),
         generation: 4,
         last_error: Some(format!("agent did not answer: {EVIL}")),
+        retry_at: None,
+        retry_op: None,
     }
 }
 
