@@ -209,7 +209,7 @@ impl ControlActivities {
         input: (String, String),
     ) -> Result<(), ActivityError> {
         let blob = self.snapshot_config()?.blob.clone();
-        crate::snapshot::verify(&ctx, blob, &input.0, &input.1).await
+        crate::snapshot::verify(&ctx, &self.store, blob, &input.0, &input.1).await
     }
 
     /// Marks a verified snapshot and moves the session's latest pointer to it unless a newer

@@ -325,8 +325,13 @@ pub(crate) async fn uploaded(
     Ok(())
 }
 
+/// How a verification failure starts when it removed a damaged chunk that the snapshot shares
+/// with storage: uploading again stores it afresh.
+pub const CHUNK_REMOVED: &str = "damaged chunk removed";
+
 pub(crate) async fn verify(
     ctx: &temporalio_sdk::activities::ActivityContext,
+    store: &Store,
     blob: BlobStore,
     workspace: &str,
     key: &str,
@@ -334,7 +339,23 @@ pub(crate) async fn verify(
     let chunks = ChunkStore::for_workspace(blob, workspace);
     let work = async {
         let manifest = chunks.get_manifest(key).await.map_err(snapshot_err)?;
-        chunks.verify(&manifest).await.map_err(snapshot_err)
+        let Err(e) = chunks.verify(&manifest).await else { return Ok(()) };
+        let SnapshotError::Corrupt { sha256, .. } = &e else { return Err(snapshot_err(e)) };
+        // A chunk this snapshot reused from an earlier one is damaged in storage. Remove it
+        // (it is useless as it is), so that uploading again stores it from the live files.
+        let Some(r) = manifest.chunks.iter().find(|c| &c.sha256 == sha256) else {
+            return Err(snapshot_err(e));
+        };
+        if !chunks.remove_if_damaged(r).await.map_err(snapshot_err)? {
+            return Err(snapshot_err(e));
+        }
+        let ws = parse(WorkspaceId::parse(workspace))?;
+        let entry = AuditEntry::new("snapshot.chunk.damaged")
+            .workspace(&ws)
+            .target("chunk", sha256.as_str())
+            .detail(serde_json::json!({ "manifest": key, "error": e.to_string() }));
+        store.append_audit(&entry).await.map_err(store_err)?;
+        Err(non_retryable(format!("{CHUNK_REMOVED}: {e}")))
     };
     tokio::pin!(work);
     let mut tick = tokio::time::interval(Duration::from_secs(5));

@@ -73,6 +73,12 @@ impl BlobStore {
             .endpoint_url(cfg.endpoint.as_str().trim_end_matches('/'))
             .credentials_provider(creds)
             .force_path_style(cfg.force_path_style)
+            // Everything read is checked against its own sha256 by the caller (chunks, bundles),
+            // which names what is damaged; the SDK's checksum check would only turn that into an
+            // anonymous streaming error.
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(MAX_ATTEMPTS)

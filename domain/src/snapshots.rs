@@ -417,6 +417,24 @@ impl ChunkStore {
         self.read(manifest, tokio::io::sink()).await.map(|_| ())
     }
 
+    /// Removes chunk `r` if storage holds it damaged (it reads, but not as what its name
+    /// says), so that the next upload of the same content stores it again, healing every
+    /// snapshot that refers to it. A chunk that is missing or cannot be read right now is
+    /// left alone. Returns whether it was removed.
+    pub async fn remove_if_damaged(&self, r: &ChunkRef) -> Result<bool, SnapshotError> {
+        let key = self.chunk_key(&r.sha256);
+        let stored = match self.blob.get(&key).await {
+            Ok(bytes) => bytes,
+            Err(BlobError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(SnapshotError::Storage(e)),
+        };
+        if unpack_chunk(&stored, r).is_ok() {
+            return Ok(false);
+        }
+        self.blob.delete(&key).await?;
+        Ok(true)
+    }
+
     /// Writes the stream of `manifest` to `sink`, checking every chunk and the whole stream on
     /// the way; stops at the first problem (the caller must then discard what it received).
     pub async fn read<W: AsyncWrite + Unpin>(
@@ -429,12 +447,14 @@ impl ChunkStore {
         for r in &manifest.chunks {
             let stored = match self.blob.get(&self.chunk_key(&r.sha256)).await {
                 Ok(bytes) => bytes,
-                Err(e) => {
+                Err(BlobError::NotFound { .. }) => {
                     return Err(SnapshotError::Corrupt {
                         sha256: r.sha256.clone(),
-                        why: format!("cannot be read ({e})"),
+                        why: "is missing from storage".into(),
                     });
                 }
+                // A failed request says nothing about the chunk: the caller may retry.
+                Err(e) => return Err(SnapshotError::Storage(e)),
             };
             let plain = unpack_chunk(&stored, r)?;
             whole.update(&plain);

@@ -125,51 +125,63 @@ impl Snapshot {
         };
         ctx.execute_activity(ControlActivities::snapshot_begin, begin, control_call()).await?;
 
-        ctx.state_mut(|s| s.step = "packing and uploading".into());
-        let upload = SnapshotUpload {
-            snapshot_id: id.clone(),
-            workspace_id: t.workspace_id.clone(),
-            session_id: t.session_id.clone(),
-            generation: t.generation,
-            container: t.container.clone(),
-            paths: t.paths.clone(),
-            max_bytes: t.max_bytes,
-        };
-        let opts = ActivityOptions::with_start_to_close_timeout(UPLOAD_TIMEOUT)
-            .task_queue(activities::node_task_queue(&t.node))
-            .schedule_to_start_timeout(Duration::from_secs(120))
-            .heartbeat_timeout(Duration::from_secs(30))
-            .retry_policy(retry(6, Duration::from_secs(30)))
-            .build();
-        let uploaded =
-            match ctx.execute_activity(NodeActivities::snapshot_upload, upload, opts).await {
-                Ok(u) => u,
-                Err(e) => return Self::failed(ctx, &id, &failure_text(&e)).await,
+        // A second round only when verification found (and removed) a damaged chunk that this
+        // snapshot reused: uploading again stores it from the live files.
+        let mut round = 0;
+        let size = loop {
+            round += 1;
+            ctx.state_mut(|s| s.step = "packing and uploading".into());
+            let upload = SnapshotUpload {
+                snapshot_id: id.clone(),
+                workspace_id: t.workspace_id.clone(),
+                session_id: t.session_id.clone(),
+                generation: t.generation,
+                container: t.container.clone(),
+                paths: t.paths.clone(),
+                max_bytes: t.max_bytes,
             };
-        let size = uploaded.size_bytes;
-        ctx.execute_activity(
-            ControlActivities::snapshot_uploaded,
-            (id.clone(), uploaded.clone()),
-            control_call(),
-        )
-        .await?;
-
-        ctx.state_mut(|s| s.step = "verifying".into());
-        let opts = ActivityOptions::with_start_to_close_timeout(UPLOAD_TIMEOUT)
-            .heartbeat_timeout(Duration::from_secs(30))
-            .retry_policy(retry(5, Duration::from_secs(30)))
-            .build();
-        if let Err(e) = ctx
-            .execute_activity(
-                ControlActivities::snapshot_verify,
-                (t.workspace_id.clone(), uploaded.manifest_key.clone()),
-                opts,
+            let opts = ActivityOptions::with_start_to_close_timeout(UPLOAD_TIMEOUT)
+                .task_queue(activities::node_task_queue(&t.node))
+                .schedule_to_start_timeout(Duration::from_secs(120))
+                .heartbeat_timeout(Duration::from_secs(30))
+                .retry_policy(retry(6, Duration::from_secs(30)))
+                .build();
+            let uploaded =
+                match ctx.execute_activity(NodeActivities::snapshot_upload, upload, opts).await {
+                    Ok(u) => u,
+                    Err(e) => return Self::failed(ctx, &id, &failure_text(&e)).await,
+                };
+            ctx.execute_activity(
+                ControlActivities::snapshot_uploaded,
+                (id.clone(), uploaded.clone()),
+                control_call(),
             )
-            .await
-        {
-            let why = format!("verification failed: {}", failure_text(&e));
-            return Self::failed(ctx, &id, &why).await;
-        }
+            .await?;
+
+            ctx.state_mut(|s| s.step = "verifying".into());
+            let opts = ActivityOptions::with_start_to_close_timeout(UPLOAD_TIMEOUT)
+                .heartbeat_timeout(Duration::from_secs(30))
+                .retry_policy(retry(5, Duration::from_secs(30)))
+                .build();
+            match ctx
+                .execute_activity(
+                    ControlActivities::snapshot_verify,
+                    (t.workspace_id.clone(), uploaded.manifest_key.clone()),
+                    opts,
+                )
+                .await
+            {
+                Ok(()) => break uploaded.size_bytes,
+                Err(e) => {
+                    let why = failure_text(&e);
+                    if round == 1 && why.starts_with(activities::snapshot::CHUNK_REMOVED) {
+                        continue;
+                    }
+                    let why = format!("verification failed: {why}");
+                    return Self::failed(ctx, &id, &why).await;
+                }
+            }
+        };
 
         ctx.state_mut(|s| s.step = "committing".into());
         let report = ctx

@@ -56,7 +56,7 @@ fn latest(list: &[sdk::Snapshot]) -> &sdk::Snapshot {
 /// The files the tests write: content, a symlink, a hard link, modes, a bigger random file.
 const WRITE: &str = "set -e; mkdir -p ~/work/sub; echo \"$1\" > ~/work/a.txt; \
     ln -sf a.txt ~/work/link; ln -f ~/work/a.txt ~/work/sub/hard; chmod 600 ~/work/a.txt; \
-    head -c 3000000 /dev/urandom > ~/work/big.bin; echo outside > /tmp/outside.txt";
+    head -c 6000000 /dev/urandom > ~/work/big.bin; echo outside > /tmp/outside.txt";
 
 async fn write(id: &str, version: &str) -> String {
     sh(id, &format!("set -- {version}; {WRITE}; sha256sum ~/work/big.bin | cut -c1-64")).await
@@ -90,7 +90,7 @@ async fn work_in_persisted_paths_survives_sleep_stop_and_restart_and_can_be_rest
     assert_eq!(list.len(), 1, "{list:#?}");
     let first = latest(&list).clone();
     assert_eq!((first.trigger.as_str(), first.status.as_str()), ("sleep", "verified"));
-    assert!(first.size_bytes.unwrap() > 3_000_000 && first.chunks.unwrap() >= 2, "{first:?}");
+    assert!(first.size_bytes.unwrap() > 6_000_000 && first.chunks.unwrap() >= 3, "{first:?}");
     op(&s, &id, "start", "running").await;
     assert_eq!(s.client.session_why(&s.ws, &id).await.unwrap().generation, 2, "fresh container");
     check(&id, "v1", &big).await;
@@ -222,7 +222,7 @@ async fn faults_never_lose_the_previous_snapshot() {
 
     // The agent dies mid-upload (S3 made slow so there is a middle): the snapshot fails, the
     // latest stays, and stopping the dead session restores the latest at the next start.
-    sh(&id, "echo lost > ~/work/a.txt; head -c 8000000 /dev/urandom > ~/work/more.bin").await;
+    sh(&id, "echo lost > ~/work/a.txt; head -c 40000000 /dev/urandom > ~/work/more.bin").await;
     faults.add(FaultRule {
         method: Some(http::Method::PUT),
         path_contains: "/chunks/".into(),
@@ -256,44 +256,46 @@ async fn faults_never_lose_the_previous_snapshot() {
     assert_eq!(sh(&id, "cat ~/work/a.txt").await, "good\n");
 
     // A flipped byte in a stored chunk: the start fails loudly naming the chunk and offering
-    // the snapshot before; restoring that one works.
+    // an earlier snapshot; restoring one without that chunk works.
     sh(&id, "head -c 1500000 /dev/urandom > ~/work/fresh.bin").await;
-    let damaged = s.client.save_snapshot(&s.ws, &id, true).await.unwrap();
-    let stack = s.app.stack.as_ref().unwrap();
-    let flipped =
-        flip_a_byte_only_in(&stack.dir.join("s3"), &s.ws_id().await, &damaged.id, &before).await;
     op(&s, &id, "stop", "stopped").await;
+    let damaged = latest(&snapshots(&s, &id).await).clone();
+    assert_eq!(damaged.trigger, "stop");
+    let stack = s.app.stack.as_ref().unwrap();
+    let bucket = stack.dir.join("s3").join(&stack.config.storage.bucket);
+    let ws_id = s.ws_id().await;
+    let flipped = flip_a_byte_only_in(&bucket, &ws_id, &damaged.id, &before);
     let failed = s.client.session_op(&s.ws, &id, "start", true).await.unwrap();
     assert_eq!(failed.state, "failed");
     let why = failed.error.unwrap_or_default();
     assert!(why.contains(&flipped) && why.contains("corrupt"), "{why}");
-    let previous = damaged_previous(&s, &id, &damaged.id).await;
-    assert!(why.contains(&format!("flare snapshot restore {id} {previous}")), "{why}");
-    s.client.restore_snapshot(&s.ws, &id, &previous).await.unwrap();
+    assert!(why.contains(&format!("flare snapshot restore {id} ")), "{why}");
+    assert_eq!(latest(&snapshots(&s, &id).await).id, damaged.id, "nothing moved");
+    s.client.restore_snapshot(&s.ws, &id, &before).await.unwrap();
     op(&s, &id, "start", "running").await;
-    assert_eq!(sh(&id, "cat ~/work/a.txt").await, "good\n");
     check(&id, "good", &big).await;
+
+    // A damaged chunk that a new snapshot would reuse is found by verification, removed, and
+    // stored again from the live files: the snapshot succeeds and the old one is healed too.
+    let healed_chunk = flip_a_byte_only_in(&bucket, &ws_id, &before, "");
+    let healed = s.client.save_snapshot(&s.ws, &id, true).await.unwrap();
+    assert_eq!(healed.status, "verified", "{healed:?}");
+    let again = s.client.restore_snapshot(&s.ws, &id, &before).await.unwrap();
+    assert_eq!(again.applied, "now");
+    check(&id, "good", &big).await;
+    let actions = s.audit_actions().await;
+    assert!(actions.iter().any(|a| a == "snapshot.chunk.damaged"), "{healed_chunk}: {actions:?}");
     s.app.stop().await;
 }
 
-/// The verified snapshot created just before `id`.
-async fn damaged_previous(s: &Stack, session: &str, id: &str) -> String {
-    let list = snapshots(s, session).await;
-    let me = list.iter().find(|x| x.id == id).unwrap().clone();
-    list.iter()
-        .filter(|x| x.status == "verified" && x.id != id && x.created_at <= me.created_at)
-        .max_by_key(|x| (x.created_at, x.id.clone()))
-        .unwrap()
-        .id
-        .clone()
-}
-
-/// Flips one byte of a chunk that snapshot `damaged` uses and `keep` does not; returns the
-/// chunk's sha256.
-async fn flip_a_byte_only_in(s3: &std::path::Path, ws: &str, damaged: &str, keep: &str) -> String {
-    let bucket = std::fs::read_dir(s3).unwrap().next().unwrap().unwrap().path();
+/// Flips one byte of a chunk that snapshot `damaged` uses and `keep` does not (any of its
+/// chunks when `keep` is empty); returns the chunk's sha256.
+fn flip_a_byte_only_in(bucket: &std::path::Path, ws: &str, damaged: &str, keep: &str) -> String {
     let prefix = bucket.join("workspaces").join(ws);
     let manifest = |id: &str| -> Vec<String> {
+        if id.is_empty() {
+            return Vec::new();
+        }
         let text = std::fs::read(prefix.join("snapshots").join(format!("{id}.json"))).unwrap();
         let m: domain::snapshots::SnapshotManifest = serde_json::from_slice(&text).unwrap();
         m.chunks.into_iter().map(|c| c.sha256).collect()
