@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowHistory};
 
@@ -202,14 +203,15 @@ async fn a_session_runs_sleeps_starts_stops_and_is_deleted_in_a_real_container()
 
     let slept = s.client.session_op(&s.ws, &id, "sleep", true).await.unwrap();
     assert_eq!(slept.state, "sleeping");
-    let c = containers(&id).await;
-    assert_eq!((c.len(), c[0].1), (1, false), "a sleeping session keeps its stopped container");
+    // Sleep snapshots the persisted paths and removes the container; waking makes a fresh
+    // one and restores them (tests/it/snapshots.rs covers the files themselves).
+    assert!(containers(&id).await.is_empty(), "a sleeping session has no container");
     let err = s.client.session_op(&s.ws, "first", "sleep", false).await.unwrap_err();
     assert!(err.to_string().contains("cannot sleep a session that is sleeping"), "{err}");
 
     let woke = s.client.session_op(&s.ws, "first", "start", true).await.unwrap();
     assert_eq!(woke.state, "running");
-    assert_eq!(s.client.session_why(&s.ws, &id).await.unwrap().generation, 1, "same container");
+    assert_eq!(s.client.session_why(&s.ws, &id).await.unwrap().generation, 2, "fresh container");
 
     let restarted = s.client.session_op(&s.ws, &id, "restart", true).await.unwrap();
     assert_eq!(restarted.state, "running");
@@ -224,7 +226,7 @@ async fn a_session_runs_sleeps_starts_stops_and_is_deleted_in_a_real_container()
 
     let again = s.client.session_op(&s.ws, &id, "start", true).await.unwrap();
     assert_eq!(again.state, "running");
-    assert_eq!(s.client.session_why(&s.ws, &id).await.unwrap().generation, 2, "new container");
+    assert_eq!(s.client.session_why(&s.ws, &id).await.unwrap().generation, 4, "new container");
 
     let deleted = s.client.delete_session(&s.ws, &id, true).await.unwrap();
     assert_eq!(deleted.state, "deleted");
@@ -240,8 +242,9 @@ async fn a_session_runs_sleeps_starts_stops_and_is_deleted_in_a_real_container()
         ["running", "sleeping", "running", "running", "stopped", "running", "deleted"],
         "{events:?}"
     );
-    // Each fresh container was hydrated (no snapshot yet: nothing to restore).
-    assert_eq!(events.iter().filter(|e| e.kind == "hydrate.empty").count(), 2, "{events:?}");
+    // The first container started empty; each later one got the latest snapshot back.
+    assert_eq!(events.iter().filter(|e| e.kind == "hydrate.empty").count(), 1, "{events:?}");
+    assert_eq!(events.iter().filter(|e| e.kind == "hydrate.restored").count(), 3, "{events:?}");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     // Every step wrote one usage event (runtime minutes since the previous step), keyed by step.
     let usage: i64 = sqlx_count(&s.store(), &format!("{}:", created.workflow_id)).await;
@@ -530,7 +533,7 @@ async fn a_session_continues_as_new_and_keeps_its_state() {
 }
 
 /// `burstflare node` as a process of its own, serving node `local` of this stack.
-fn spawn_node(s: &Stack) -> tokio::process::Child {
+pub(crate) fn spawn_node(s: &Stack) -> tokio::process::Child {
     let stack = s.app.stack.as_ref().unwrap();
     let c = &stack.config;
     let log = std::fs::OpenOptions::new()
@@ -541,10 +544,17 @@ fn spawn_node(s: &Stack) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_burstflare"))
         .arg("node")
         .env("BURSTFLARE_TEMPORAL__ADDRESS", c.temporal.address.as_str())
-        .env("BURSTFLARE_DATABASE__URL", secrecy::ExposeSecret::expose_secret(&c.database.url))
+        .env("BURSTFLARE_DATABASE__URL", c.database.url.expose_secret())
         .env("BURSTFLARE_NODE__ID", &c.node.id)
         .env("BURSTFLARE_NODE__AGENT_PATH", &c.node.agent_path)
         .env("BURSTFLARE_NODE__DATA_DIR", &c.node.data_dir)
+        .env("BURSTFLARE_RUNTIME__SECRET", c.runtime.secret.expose_secret())
+        .env("BURSTFLARE_STORAGE__ENDPOINT", c.storage.endpoint.as_str())
+        .env("BURSTFLARE_STORAGE__BUCKET", &c.storage.bucket)
+        .env("BURSTFLARE_STORAGE__REGION", &c.storage.region)
+        .env("BURSTFLARE_STORAGE__ACCESS_KEY_ID", &c.storage.access_key_id)
+        .env("BURSTFLARE_STORAGE__SECRET_ACCESS_KEY", c.storage.secret_access_key.expose_secret())
+        .env("BURSTFLARE_STORAGE__FORCE_PATH_STYLE", c.storage.force_path_style.to_string())
         .env("RUST_LOG", "info")
         .stdout(log.try_clone().unwrap())
         .stderr(log)

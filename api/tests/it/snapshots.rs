@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use burstflare_api::s3::{FaultAction, FaultRule};
 
-use crate::sessions::{Stack, stack_with};
+use crate::sessions::{Stack, spawn_node, stack_with};
 
 /// The running container of a session.
 async fn container(id: &str) -> String {
@@ -130,6 +130,7 @@ async fn work_in_persisted_paths_survives_sleep_stop_and_restart_and_can_be_rest
     assert_eq!(restored.applied, "now");
     let safety = restored.safety_snapshot.clone().unwrap();
     check(&id, "v1", &big).await;
+    s.snapshot_history(&format!("restore-{id}-{safety}"), "restore_running").await;
     let list = snapshots(&s, &id).await;
     assert_eq!(latest(&list).id, first.id);
     let pre = list.iter().find(|x| x.id == safety).unwrap();
@@ -347,5 +348,58 @@ async fn an_oversize_snapshot_is_refused_and_the_session_keeps_running() {
     op(&s, &id, "sleep", "sleeping").await;
     op(&s, &id, "start", "running").await;
     assert_eq!(sh(&id, "cat ~/work/a.txt").await, "small\n");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_upload_resumes_on_its_successor_and_latest_moves_only_then() {
+    let s = stack_with(|c| c.node.in_process = false).await;
+    let mut first = spawn_node(&s);
+    s.template("nodekill").await;
+    let id = s.create("nodekill", "nodekill").await.unwrap().id;
+    write(&id, "kept").await;
+    op(&s, &id, "sleep", "sleeping").await;
+    op(&s, &id, "start", "running").await;
+    let before = latest(&snapshots(&s, &id).await).id.clone();
+
+    // A bigger change, uploaded slowly, and the node dies in the middle of it.
+    sh(&id, "echo newer > ~/work/a.txt; head -c 30000000 /dev/urandom > ~/work/more.bin").await;
+    let faults = s.app.stack.as_ref().unwrap().s3_faults();
+    faults.add(FaultRule {
+        method: Some(http::Method::PUT),
+        path_contains: "/chunks/".into(),
+        times: 0,
+        action: FaultAction::Delay(Duration::from_millis(300)),
+    });
+    let pending = s.client.save_snapshot(&s.ws, &id, false).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while faults.hits() < 2 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    faults.clear();
+    let meanwhile = s.client.snapshot(&s.ws, &id, &pending.id).await.unwrap();
+    assert_eq!(meanwhile.status, "pending");
+    assert_eq!(latest(&snapshots(&s, &id).await).id, before, "latest waits");
+
+    // Its successor picks the activity up after the heartbeat timeout and finishes.
+    let _second = spawn_node(&s);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        let x = s.client.snapshot(&s.ws, &id, &pending.id).await.unwrap();
+        if sdk::snapshot_is_final(&x.status) {
+            break x;
+        }
+        assert!(Instant::now() < deadline, "still {}", x.status);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(done.status, "verified", "{done:?}");
+    assert!(done.latest);
+    op(&s, &id, "stop", "stopped").await;
+    op(&s, &id, "start", "running").await;
+    assert_eq!(sh(&id, "cat ~/work/a.txt; wc -c < ~/work/more.bin").await, "newer\n30000000\n");
+    s.client.delete_session(&s.ws, &id, true).await.unwrap();
     s.app.stop().await;
 }
