@@ -345,6 +345,11 @@ struct StepError {
 
 type StepResult = Result<(), StepError>;
 
+/// A step's record could not be written.
+fn recording(e: impl std::fmt::Debug) -> StepError {
+    StepError { step: "recording".into(), message: format!("{e:?}") }
+}
+
 impl Session {
     fn set_step(ctx: &WorkflowContext<Self>, step: &str) {
         ctx.state_mut(|s| {
@@ -439,7 +444,7 @@ impl Session {
         ctx.state_mut(|s| s.c.kept_container = false);
         Self::record(ctx, spec, "starting", kind, serde_json::json!({ "from": from }), Some(None))
             .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+            .map_err(recording)?;
         if ctx.state(|s| s.c.node.is_none()) {
             Self::set_step(ctx, "placing on a runtime host");
             let node = ctx
@@ -504,42 +509,36 @@ impl Session {
         spec: &SessionSpec,
         container: &str,
     ) -> StepResult {
-        {
-            let created_name = container.to_string();
-            Self::set_step(ctx, "restoring persisted paths");
-            let snapshot_key = ctx
-                .execute_activity(
-                    ControlActivities::latest_snapshot,
-                    spec.session_id.clone(),
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(quick_retry(10))
-                        .build(),
-                )
-                .await
-                .map_err(|e| StepError {
-                    step: "finding the snapshot".into(),
-                    message: failure_text(&e),
-                })?;
-            let opts = Self::node_options(ctx, Duration::from_secs(1800), 3);
-            let hydrate = Hydrate { container: created_name, snapshot_key };
-            let restored = ctx
-                .execute_activity(NodeActivities::hydrate, hydrate, opts)
-                .await
-                .map_err(|e| StepError {
-                    step: "restoring persisted paths".into(),
-                    message: failure_text(&e),
-                })?;
-            Self::record(
-                ctx,
-                spec,
-                "starting",
-                &format!("hydrate.{restored}"),
-                serde_json::json!({}),
-                None,
+        Self::set_step(ctx, "restoring persisted paths");
+        let snapshot_key = ctx
+            .execute_activity(
+                ControlActivities::latest_snapshot,
+                spec.session_id.clone(),
+                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                    .retry_policy(quick_retry(10))
+                    .build(),
             )
             .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
-        }
+            .map_err(|e| StepError {
+                step: "finding the snapshot".into(),
+                message: failure_text(&e),
+            })?;
+        let opts = Self::node_options(ctx, Duration::from_secs(1800), 3);
+        let hydrate = Hydrate { container: container.to_string(), snapshot_key };
+        let restored =
+            ctx.execute_activity(NodeActivities::hydrate, hydrate, opts).await.map_err(|e| {
+                StepError { step: "restoring persisted paths".into(), message: failure_text(&e) }
+            })?;
+        Self::record(
+            ctx,
+            spec,
+            "starting",
+            &format!("hydrate.{restored}"),
+            serde_json::json!({}),
+            None,
+        )
+        .await
+        .map_err(recording)?;
         Ok(())
     }
 
@@ -571,7 +570,7 @@ impl Session {
         let Some(latest) = latest else {
             Self::record(ctx, spec, "starting", "hydrate.empty", serde_json::json!({}), None)
                 .await
-                .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+                .map_err(recording)?;
             return Ok(None);
         };
         Self::set_step(ctx, "restoring persisted paths");
@@ -590,10 +589,7 @@ impl Session {
                 let detail = serde_json::json!({ "snapshot": latest.snapshot_id, "bytes": bytes });
                 Self::record(ctx, spec, "starting", "hydrate.restored", detail, None)
                     .await
-                    .map_err(|e| StepError {
-                        step: "recording".into(),
-                        message: format!("{e:?}"),
-                    })?;
+                    .map_err(recording)?;
                 Ok(Some(latest.snapshot_id))
             }
             Err(e) => {
@@ -636,9 +632,7 @@ impl Session {
         if let Some(id) = restored {
             detail["snapshot"] = serde_json::json!(id);
         }
-        Self::record(ctx, spec, "running", "state.running", detail, None)
-            .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })
+        Self::record(ctx, spec, "running", "state.running", detail, None).await.map_err(recording)
     }
 
     async fn restart(ctx: &mut WorkflowContext<Self>, spec: &SessionSpec) -> StepResult {
@@ -676,7 +670,7 @@ impl Session {
         if to == "stopped" {
             Self::record(ctx, spec, "stopping", kind, serde_json::json!({ "from": from }), None)
                 .await
-                .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+                .map_err(recording)?;
         }
         if ctx.state(|s| s.c.node.is_some() && s.c.generation > 0) {
             Self::stop_container(ctx, spec).await?;
@@ -687,9 +681,7 @@ impl Session {
             }
         }
         let detail = serde_json::json!({ "from": from, "reason": kind });
-        Self::record(ctx, spec, to, &format!("state.{to}"), detail, None)
-            .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })
+        Self::record(ctx, spec, to, &format!("state.{to}"), detail, None).await.map_err(recording)
     }
 
     /// The snapshot before a running session's container goes. `Ok(true)`: saved (or nothing
@@ -747,7 +739,7 @@ impl Session {
             });
             Self::record(ctx, spec, "running", "snapshot.skipped", detail, None)
                 .await
-                .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+                .map_err(recording)?;
             return Ok(true);
         }
         let error = outcome.error.unwrap_or_else(|| "the snapshot failed".into());
@@ -773,7 +765,7 @@ impl Session {
         });
         Self::record(ctx, spec, "running", "snapshot.failed", detail, Some(message))
             .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+            .map_err(recording)?;
         Ok(false)
     }
 
@@ -781,7 +773,7 @@ impl Session {
         let from = ctx.state(|s| s.c.state.clone());
         Self::record(ctx, spec, "deleting", "op.delete", serde_json::json!({ "from": from }), None)
             .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })?;
+            .map_err(recording)?;
         if ctx.state(|s| s.c.node.is_some()) {
             if from == "running" || from == "starting" {
                 Self::stop_container(ctx, spec).await?;
@@ -810,7 +802,7 @@ impl Session {
         });
         Self::record(ctx, spec, "deleted", "state.deleted", serde_json::json!({}), None)
             .await
-            .map_err(|e| StepError { step: "recording".into(), message: format!("{e:?}") })
+            .map_err(recording)
     }
 
     async fn stop_container(ctx: &mut WorkflowContext<Self>, spec: &SessionSpec) -> StepResult {
