@@ -61,6 +61,7 @@ have debootstrap || need "debootstrap debian-archive-keyring" "debootstrap (base
 have ld.lld || need lld "ld.lld (fast linker, see .cargo/config.toml)"
 have runuser || need util-linux "runuser"
 have curl || need curl "curl"
+have zstd || need zstd "zstd (the floor of make bench)"
 
 pg_ok=1
 for cmd in initdb pg_ctl postgres; do have "$cmd" || pg_ok=0; done
@@ -121,6 +122,18 @@ if [[ ! -f $vendor_dir/node_modules/@xterm/xterm/lib/xterm.js || ! -f $vendor_st
   $(<"$vendor_stamp") != "$vendor_sum" ]]; then
   need_vendor=1
   have npm || need "npm nodejs" "npm + node (to install xterm.js)"
+fi
+
+# The Cloudflare target's toolchain: wrangler (the dry run of the generated config in
+# deploy/tests/cloudflare.rs) and @cloudflare/containers (imported by the generated worker), pinned
+# by deploy/cloudflare/package-lock.json; same stamp as above. See docs/catalog.md.
+cf_dir=$(cd "$here/../deploy/cloudflare" && pwd)
+cf_stamp=$cf_dir/node_modules/.burstflare-lock.sha256
+cf_sum=$(sha256sum "$cf_dir/package-lock.json" | cut -d' ' -f1)
+need_cf=0
+if [[ ! -x $cf_dir/node_modules/.bin/wrangler || ! -f $cf_stamp || $(<"$cf_stamp") != "$cf_sum" ]]; then
+  need_cf=1
+  have npm || need "npm nodejs" "npm + node (to install wrangler)"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,6 +208,24 @@ if ((need_vendor)); then
   [[ -f $vendor_dir/node_modules/@xterm/xterm/lib/xterm.js ]] ||
     die "npm ci --prefix web/vendor succeeded but installed no @xterm/xterm/lib/xterm.js"
   echo "$vendor_sum" >"$vendor_stamp"
+fi
+
+# deploy/cloudflare npm packages (npm ci: exactly the lock's versions). Install scripts are skipped:
+# wrangler's dry run needs none of them (esbuild and workerd ship their binaries as packages).
+if ((need_cf)); then
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  ((node_major >= 20)) ||
+    die "wrangler (deploy/cloudflare) needs Node 20 or later; $(command -v node) is $(node --version)"
+  say "installing deploy/cloudflare npm packages (wrangler + @cloudflare/containers, npm ci)"
+  npm_log=$(mktemp "$log_dir/burstflare-setup-npm.XXXXXX.log")
+  if ! npm ci --prefix "$cf_dir" --ignore-scripts --no-audit --no-fund --no-update-notifier >"$npm_log" 2>&1 9>&-; then
+    tail -n 40 "$npm_log" >&2
+    die "npm ci --prefix deploy/cloudflare failed (full log: $npm_log)"
+  fi
+  rm -f "$npm_log"
+  [[ -x $cf_dir/node_modules/.bin/wrangler ]] ||
+    die "npm ci --prefix deploy/cloudflare succeeded but installed no node_modules/.bin/wrangler"
+  echo "$cf_sum" >"$cf_stamp"
 fi
 
 # ---------------------------------------------------------------------------------------------------

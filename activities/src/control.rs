@@ -266,6 +266,36 @@ impl ControlActivities {
         crate::snapshot::retire_all(&self.store, self.snapshots.as_ref(), &session_id).await
     }
 
+    /// Records where a promotion is; its end is audited once.
+    #[activity(name = "promotion.update")]
+    pub async fn promotion_update(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        step: crate::promotion::PromotionStep,
+    ) -> Result<(), ActivityError> {
+        crate::promotion::update(&self.store, &step).await
+    }
+
+    /// Changes the runtime catalog: one revision per change, idempotent by its change key.
+    #[activity(name = "catalog.set")]
+    pub async fn catalog_set(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        change: crate::promotion::CatalogSet,
+    ) -> Result<crate::promotion::CatalogSetResult, ActivityError> {
+        crate::promotion::set_catalog(&self.store, &change).await
+    }
+
+    /// The runtime hosts online now. Read-only.
+    #[activity(name = "nodes.live")]
+    pub async fn nodes_live(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        _input: (),
+    ) -> Result<Vec<String>, ActivityError> {
+        crate::promotion::live_nodes(&self.store).await
+    }
+
     /// Moves a session's `last_active_at` forward (never back).
     #[activity(name = "session.touch")]
     pub async fn touch_session(

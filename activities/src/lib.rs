@@ -7,6 +7,7 @@
 pub mod build;
 pub mod control;
 pub mod node;
+pub mod promotion;
 pub mod runtime;
 pub mod snapshot;
 

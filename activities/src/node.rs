@@ -272,6 +272,30 @@ impl NodeActivities {
         heartbeating(&ctx, crate::snapshot::restore(snapshots, port, &input)).await
     }
 
+    /// Pulls a promoted image onto this host unless it is here. Idempotent.
+    #[activity(name = "promotion.prepull")]
+    pub async fn promotion_prepull(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        image: String,
+    ) -> Result<String, ActivityError> {
+        heartbeating(&ctx, self.runtime.prepull(&image)).await.map_err(runtime_err)?;
+        Ok(self.node_id.clone())
+    }
+
+    /// Runs a canary's smoke command in its container; returns the exit code.
+    #[activity(name = "promotion.smoke")]
+    pub async fn promotion_smoke(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        smoke: crate::promotion::SmokeTest,
+    ) -> Result<i64, ActivityError> {
+        let timeout = Duration::from_secs(smoke.timeout_secs);
+        heartbeating(&ctx, self.runtime.exec(&smoke.container, &smoke.command, timeout))
+            .await
+            .map_err(runtime_err)
+    }
+
     /// Removes every container of the session. Idempotent.
     #[activity(name = "session.remove_containers")]
     pub async fn remove_containers(

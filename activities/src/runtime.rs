@@ -111,6 +111,9 @@ pub trait RuntimeProvider: Send + Sync {
     async fn remove_all(&self, session_id: &str) -> Result<u32, RuntimeError>;
     /// The last lines of a container's output, for error messages.
     async fn logs_tail(&self, name: &str, lines: usize) -> String;
+    /// Makes `image` present on this host (pulled from the registry unless it is here), so
+    /// sessions from it start without waiting for a pull.
+    async fn prepull(&self, image: &str) -> Result<(), RuntimeError>;
 }
 
 /// Where the Docker runtime finds the agent and keeps session data.
@@ -204,6 +207,10 @@ fn info_from(inspect: bollard::models::ContainerInspectResponse) -> ContainerInf
 
 #[async_trait::async_trait]
 impl RuntimeProvider for DockerRuntime {
+    async fn prepull(&self, image: &str) -> Result<(), RuntimeError> {
+        self.ensure_image(image).await
+    }
+
     async fn ensure(&self, spec: &ContainerSpec) -> Result<ContainerInfo, RuntimeError> {
         let name = spec.name();
         // Containers of other generations are left-overs: a session has one container.

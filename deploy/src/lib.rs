@@ -1,7 +1,12 @@
-//! Deployment recipes and what the code needs to know about them. For now: the base session
-//! image (`deploy/images/base`), whose tag is derived from its recipe so the code always names
-//! the image that the recipe in this commit builds. The runtime catalog generator and the
-//! Cloudflare target arrive with template promotion.
+//! Deployment recipes and what the code needs to know about them: the base session image
+//! (`deploy/images/base`), whose tag is derived from its recipe so the code always names the
+//! image that the recipe in this commit builds; the runtime catalog rendered as a file
+//! ([`catalog`]); and the Wrangler project of the Cloudflare runtime target ([`cloudflare`]).
+//! Rendering only: this crate reads no database, it is handed the catalog's documents
+//! (`domain::store::CatalogDocument`). See docs/catalog.md.
+
+pub mod catalog;
+pub mod cloudflare;
 
 use sha2::{Digest, Sha256};
 

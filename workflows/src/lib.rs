@@ -8,11 +8,13 @@
 use temporalio_sdk::WorkerOptions;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
+pub mod promotion;
 pub mod self_check;
 pub mod session;
 pub mod snapshot;
 pub mod template_build;
 
+pub use promotion::{Canary, PromotionInput, PromotionOutcome, TemplatePromotion};
 pub use self_check::{SelfCheck, SelfCheckInput, SelfCheckOutput};
 pub use session::{Session, SessionInput, SessionSpec};
 pub use snapshot::{
@@ -35,6 +37,8 @@ pub fn control_worker_options(
         .register_workflow::<Snapshot>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_workflow::<Restore>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<TemplatePromotion>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_activities(activities)
         .build())
@@ -66,6 +70,8 @@ pub fn replayer() -> Result<WorkflowReplayer, RegistrationError> {
         .register_workflow::<Snapshot>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .register_workflow::<Restore>()
+        .map_err(|e| RegistrationError(e.to_string()))?
+        .register_workflow::<TemplatePromotion>()
         .map_err(|e| RegistrationError(e.to_string()))?
         .build();
     WorkflowReplayer::new(opts).map_err(|e| RegistrationError(e.to_string()))

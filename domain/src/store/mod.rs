@@ -8,6 +8,7 @@
 mod api_tokens;
 mod audit;
 mod browser_sessions;
+mod catalog;
 mod ceremonies;
 mod connect;
 mod device_authorizations;
@@ -32,6 +33,10 @@ use sqlx::{Any, AnyPool, Decode, Executor, Row, Type};
 pub use self::api_tokens::ApiToken;
 pub use self::audit::{AuditCursor, AuditEntry, AuditFilter};
 pub use self::browser_sessions::BrowserSession;
+pub use self::catalog::{
+    CatalogChange, CatalogDocument, CatalogEntry, NewPromotion, PROMOTION_ACTIVE_STATES,
+    PROMOTION_FINAL_STATES, PROMOTION_KINDS, PromotionRecord, PromotionUpdate,
+};
 pub use self::ceremonies::{Ceremony, CeremonyKind};
 pub use self::connect::{MAX_SSH_KEYS_PER_USER, RuntimeTokenRecord, SshKeyRecord};
 pub use self::device_authorizations::{DeviceAuthorization, DevicePoll};

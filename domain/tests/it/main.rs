@@ -5,6 +5,7 @@
 // The short name every other crate of the workspace uses for this one.
 
 mod audit;
+mod catalog;
 mod device;
 mod identity;
 mod ids;

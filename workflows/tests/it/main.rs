@@ -2,5 +2,6 @@
 //! change fails here), and fresh histories recorded from a real Temporal dev server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod promotion;
 mod record;
 mod replay;
