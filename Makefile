@@ -2,6 +2,7 @@
 #
 #   make dev ARGS="--port 9090"     extra arguments for `burstflare dev`
 #   make test TEST_CMD="cargo nextest run --workspace --locked"
+#   make bench BENCH_ARGS="--runs 3"   extra arguments for burstflare-bench
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -16,6 +17,8 @@ TEST_CMD ?= $(CARGO) test --workspace --locked
 CLIPPY_CMD = $(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 # Flags for scripts/setup.sh; `test` adds --browser.
 SETUP_FLAGS ?=
+# Arguments of `make bench`, e.g. BENCH_ARGS="--runs 3 snapshots" (docs/benchmarks.md).
+BENCH_ARGS ?=
 
 ifdef CI
 export CARGO_TERM_COLOR := never
@@ -25,7 +28,7 @@ endif
 # PATH (Python's scripts dir), prepend that directory for commands that start a Temporal dev server.
 WITH_TOOLS = command -v temporal >/dev/null 2>&1 || { d=$$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))') && export PATH="$$d:$$PATH"; };
 
-.PHONY: help setup base-image agent dev test fmt clippy clean-dev
+.PHONY: help setup base-image agent dev test bench fmt clippy clean-dev
 
 help: ## List the targets
 	@echo "usage: make <target>   (make dev ARGS=\"--port 9090\")"
@@ -48,6 +51,9 @@ test: setup base-image agent ## What CI runs: setup --browser, base image, agent
 	$(CARGO) fmt --all -- --check
 	$(CLIPPY_CMD)
 	$(WITH_TOOLS) $(TEST_CMD)
+
+bench: setup agent ## Run the benchmarks (not part of make test) and write BENCHMARKS.md
+	$(CARGO) run --release -p burstflare-bench -- $(BENCH_ARGS)
 
 fmt: ## Format all Rust code
 	$(CARGO) fmt --all
