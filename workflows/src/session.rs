@@ -234,6 +234,13 @@ fn quick_retry(attempts: u32) -> RetryPolicy {
         .build()
 }
 
+/// Options of a short control-plane activity (30 s, `attempts` quick retries).
+fn control_call(attempts: u32) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(quick_retry(attempts))
+        .build()
+}
+
 fn root_message(failure: &Failure) -> String {
     let mut f = failure;
     while let Some(cause) = f.cause.as_deref() {
@@ -399,9 +406,7 @@ impl Session {
                 error,
                 runtime_minutes,
             },
-            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                .retry_policy(quick_retry(30))
-                .build(),
+            control_call(30),
         )
         .await?;
         Ok(())
@@ -451,9 +456,7 @@ impl Session {
                 .execute_activity(
                     ControlActivities::pick_node,
                     spec.session_id.clone(),
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(quick_retry(10))
-                        .build(),
+                    control_call(10),
                 )
                 .await
                 .map_err(|e| StepError { step: "placing".into(), message: failure_text(&e) })?;
@@ -514,9 +517,7 @@ impl Session {
             .execute_activity(
                 ControlActivities::latest_snapshot,
                 spec.session_id.clone(),
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                    .retry_policy(quick_retry(10))
-                    .build(),
+                control_call(10),
             )
             .await
             .map_err(|e| StepError {
@@ -558,9 +559,7 @@ impl Session {
             .execute_activity(
                 ControlActivities::snapshot_latest,
                 spec.session_id.clone(),
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                    .retry_policy(quick_retry(10))
-                    .build(),
+                control_call(10),
             )
             .await
             .map_err(|e| StepError {
@@ -912,9 +911,7 @@ impl Session {
                 ctx.execute_activity(
                     ControlActivities::touch_session,
                     (spec.session_id.clone(), at),
-                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
-                        .retry_policy(quick_retry(5))
-                        .build(),
+                    control_call(5),
                 )
                 .await?;
             }
