@@ -286,6 +286,16 @@ impl ControlActivities {
         crate::promotion::set_catalog(&self.store, &change).await
     }
 
+    /// Archives a template (no new sessions); audited once.
+    #[activity(name = "template.archive")]
+    pub async fn template_archive(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: crate::promotion::ArchiveTemplate,
+    ) -> Result<(), ActivityError> {
+        crate::promotion::archive_template(&self.store, &input).await
+    }
+
     /// The runtime hosts online now. Read-only.
     #[activity(name = "nodes.live")]
     pub async fn nodes_live(

@@ -136,3 +136,34 @@ pub(crate) async fn live_nodes(store: &Store) -> Result<Vec<String>, ActivityErr
     ids.sort();
     Ok(ids)
 }
+
+/// Input of `template.archive`: the template stops offering new sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveTemplate {
+    pub workspace_id: String,
+    pub template_id: String,
+    pub actor: Option<String>,
+    pub promotion_id: String,
+}
+
+/// Marks the template archived (no new sessions; running ones keep going) and audits
+/// `template.archived` the first time. Idempotent: a template archived already is left as it is.
+pub(crate) async fn archive_template(
+    store: &Store,
+    a: &ArchiveTemplate,
+) -> Result<(), ActivityError> {
+    let ws = parse(WorkspaceId::parse(&a.workspace_id))?;
+    let template = parse(TemplateId::parse(&a.template_id))?;
+    let (t, changed) = store.archive_template(&ws, &template).await.map_err(store_err)?;
+    if changed {
+        let mut entry = AuditEntry::new("template.archived")
+            .workspace(&ws)
+            .target("template", a.template_id.as_str())
+            .detail(serde_json::json!({ "name": t.name, "promotion": a.promotion_id }));
+        if let Some(by) = parse(a.actor.as_deref().map(UserId::parse).transpose())? {
+            entry = entry.actor(&by);
+        }
+        store.append_audit(&entry).await.map_err(store_err)?;
+    }
+    Ok(())
+}

@@ -43,6 +43,8 @@ pub struct Config {
     pub build: BuildConfig,
     pub runtime: RuntimeConfig,
     pub snapshots: SnapshotsConfig,
+    pub promotion: PromotionConfig,
+    pub cloudflare: CloudflareConfig,
     pub turnstile: TurnstileConfig,
     pub auth: AuthConfig,
 }
@@ -190,6 +192,68 @@ impl Default for SnapshotsConfig {
     }
 }
 
+/// Template promotion (docs/catalog.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromotionConfig {
+    /// How long a promotion waits for approval (when the workspace requires it) before it is
+    /// cancelled, in seconds (10..=2592000). Example: `approval_timeout_secs = 86400`.
+    pub approval_timeout_secs: u64,
+}
+
+impl Default for PromotionConfig {
+    fn default() -> Self {
+        Self { approval_timeout_secs: 86_400 }
+    }
+}
+
+/// The Cloudflare runtime target (docs/catalog.md). Every catalog change renders and checks its
+/// Wrangler bundle in `bundle_dir` when that is set; it is deployed only when `account_id` and
+/// `api_token` are set too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudflareConfig {
+    /// Where the Wrangler project is written and kept between deploys (its migrations are the
+    /// deployment's history); empty: the Cloudflare target is off.
+    /// Example: `bundle_dir = "/var/lib/burstflare/cloudflare"`.
+    pub bundle_dir: Option<PathBuf>,
+    /// The Worker's name. Example: `worker_name = "burstflare"`.
+    pub worker_name: String,
+    /// The Cloudflare account (32 hex characters) (or `BURSTFLARE_CLOUDFLARE__ACCOUNT_ID`).
+    pub account_id: Option<String>,
+    /// An API token allowed to edit Workers scripts and Containers
+    /// (or `BURSTFLARE_CLOUDFLARE__API_TOKEN`).
+    #[serde(serialize_with = "ser_secret")]
+    pub api_token: SecretString,
+    /// Most container instances per template (1..=1000). Example: `max_instances = 10`.
+    pub max_instances: u32,
+    /// The directory holding the pinned wrangler (`node_modules/.bin/wrangler`).
+    /// Example: `wrangler_dir = "/opt/burstflare/deploy/cloudflare"`.
+    pub wrangler_dir: PathBuf,
+}
+
+impl Default for CloudflareConfig {
+    fn default() -> Self {
+        Self {
+            bundle_dir: None,
+            worker_name: "burstflare".into(),
+            account_id: None,
+            api_token: SecretString::from(String::new()),
+            max_instances: 10,
+            wrangler_dir: PathBuf::from("deploy/cloudflare"),
+        }
+    }
+}
+
+impl CloudflareConfig {
+    /// Whether a catalog change is deployed to Cloudflare (not only rendered and checked).
+    pub fn deploys(&self) -> bool {
+        self.bundle_dir.is_some()
+            && self.account_id.is_some()
+            && !self.api_token.expose_secret().is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BuildConfig {
@@ -311,6 +375,8 @@ impl Default for Config {
             build: BuildConfig::default(),
             runtime: RuntimeConfig::default(),
             snapshots: SnapshotsConfig::default(),
+            promotion: PromotionConfig::default(),
+            cloudflare: CloudflareConfig::default(),
             turnstile: TurnstileConfig::default(),
             auth: AuthConfig::default(),
         }
@@ -466,6 +532,43 @@ impl Config {
             return Err(invalid(
                 "snapshots.gc_grace_secs",
                 "must be at least 7200 (longer than any snapshot upload)",
+            ));
+        }
+        let pr = &self.promotion;
+        if !(10..=2_592_000).contains(&pr.approval_timeout_secs) {
+            return Err(invalid(
+                "promotion.approval_timeout_secs",
+                "must be between 10 and 2592000 (30 days)",
+            ));
+        }
+        let cf = &self.cloudflare;
+        let js_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 63
+                && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !n.starts_with('-')
+                && !n.ends_with('-')
+        };
+        if !js_name(&cf.worker_name) {
+            return Err(invalid(
+                "cloudflare.worker_name",
+                "must be 1 to 63 lowercase letters, digits and inner hyphens",
+            ));
+        }
+        if let Some(a) = &cf.account_id {
+            if a.len() != 32 || !a.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid("cloudflare.account_id", "must be 32 hex characters"));
+            }
+        }
+        if !(1..=1000).contains(&cf.max_instances) {
+            return Err(invalid("cloudflare.max_instances", "must be between 1 and 1000"));
+        }
+        if cf.bundle_dir.is_none()
+            && (cf.account_id.is_some() || !cf.api_token.expose_secret().is_empty())
+        {
+            return Err(invalid(
+                "cloudflare.bundle_dir",
+                "must be set when cloudflare.account_id or cloudflare.api_token is",
             ));
         }
         let b = &self.build;

@@ -184,6 +184,17 @@ pub struct Hooks {
     /// Seconds the stop hook may take: 1..=300, default 30.
     #[serde(default = "default_hook_timeout")]
     pub stop_timeout_secs: u32,
+    /// Run with `sh -c` inside the canary container when a version is promoted, once its agent
+    /// is ready; the promotion goes on only if it exits 0 (docs/catalog.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke: Option<String>,
+    /// Seconds the smoke command may take: 1..=600, default 60.
+    #[serde(default = "default_smoke_timeout")]
+    pub smoke_timeout_secs: u32,
+}
+
+fn default_smoke_timeout() -> u32 {
+    60
 }
 
 fn default_hook_timeout() -> u32 {
@@ -192,28 +203,38 @@ fn default_hook_timeout() -> u32 {
 
 impl Default for Hooks {
     fn default() -> Self {
-        Self { stop: None, stop_timeout_secs: default_hook_timeout() }
+        Self {
+            stop: None,
+            stop_timeout_secs: default_hook_timeout(),
+            smoke: None,
+            smoke_timeout_secs: default_smoke_timeout(),
+        }
+    }
+}
+
+fn check_hook(field: &str, cmd: Option<&String>, errors: &mut Vec<BundleError>) {
+    let Some(cmd) = cmd else { return };
+    if cmd.trim().is_empty() || cmd.len() > MAX_HOOK_BYTES {
+        errors.push(BundleError::new(
+            field,
+            format!(
+                "{field} is {} bytes; it must hold a command of at most {MAX_HOOK_BYTES} bytes",
+                cmd.len()
+            ),
+        ));
+    } else if cmd.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
+        errors.push(BundleError::new(
+            field,
+            format!("{field} must not hold control characters other than tab and newline"),
+        ));
     }
 }
 
 fn check_hooks(h: &Hooks, errors: &mut Vec<BundleError>) {
-    if let Some(cmd) = &h.stop {
-        if cmd.trim().is_empty() || cmd.len() > MAX_HOOK_BYTES {
-            errors.push(BundleError::new(
-                "hooks.stop",
-                format!(
-                    "hooks.stop is {} bytes; it must hold a command of at most {MAX_HOOK_BYTES} bytes",
-                    cmd.len()
-                ),
-            ));
-        } else if cmd.chars().any(|c| c.is_control() && c != '\t' && c != '\n') {
-            errors.push(BundleError::new(
-                "hooks.stop",
-                "hooks.stop must not hold control characters other than tab and newline",
-            ));
-        }
-    }
+    check_hook("hooks.stop", h.stop.as_ref(), errors);
     check_range("hooks.stop_timeout_secs", h.stop_timeout_secs, 1, 300, "seconds", errors);
+    check_hook("hooks.smoke", h.smoke.as_ref(), errors);
+    check_range("hooks.smoke_timeout_secs", h.smoke_timeout_secs, 1, 600, "seconds", errors);
 }
 
 /// An environment variable of a template.

@@ -20,6 +20,7 @@ use crate::{
     BuildLog, ConfirmedVersion, CreateTemplate, CreateVersion, TemplateBuild, TemplateDetail,
     TemplateSummary, TemplateVersion, UploadTicket,
 };
+use crate::{CatalogView, PromoteRequest, Promotion, PromotionPolicy, RollbackRequest};
 use crate::{CreateSession, SessionDetail, SessionEvent, SessionSummary, SessionWhy};
 use crate::{RestoreOutcome, Snapshot};
 
@@ -491,6 +492,71 @@ impl Client {
         self.request(Method::DELETE, &session_path(ws, id, &rest), NO_BODY).await
     }
 
+    /// `GET /api/v1/workspaces/{ws}/catalog`: the latest runtime catalog revision with this
+    /// workspace's entries.
+    pub async fn catalog(&self, ws: &str) -> Result<CatalogView, ClientError> {
+        self.request(Method::GET, &workspace_path(ws, "/catalog"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/templates/{name}/promote` (202): starts a promotion
+    /// (canary, approval when the workspace requires it, catalog, rollout). A promotion of the
+    /// same template already running is a 409 naming it.
+    pub async fn promote_template(
+        &self,
+        ws: &str,
+        name: &str,
+        body: &PromoteRequest,
+    ) -> Result<Promotion, ClientError> {
+        self.request(Method::POST, &template_path(ws, name, "/promote"), Some(body)).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/templates/{name}/demote` (202): back to the version that was
+    /// active before the current one.
+    pub async fn demote_template(&self, ws: &str, name: &str) -> Result<Promotion, ClientError> {
+        self.request(Method::POST, &template_path(ws, name, "/demote"), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/templates/{name}/rollback` (202): to any earlier built
+    /// version, without canary or approval.
+    pub async fn rollback_template(
+        &self,
+        ws: &str,
+        name: &str,
+        body: &RollbackRequest,
+    ) -> Result<Promotion, ClientError> {
+        self.request(Method::POST, &template_path(ws, name, "/rollback"), Some(body)).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/templates/{name}/promotions`: newest first.
+    pub async fn promotions(&self, ws: &str, name: &str) -> Result<Vec<Promotion>, ClientError> {
+        self.request(Method::GET, &template_path(ws, name, "/promotions"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/promotions/{id}`
+    pub async fn promotion(&self, ws: &str, id: &str) -> Result<Promotion, ClientError> {
+        self.request(Method::GET, &promotion_path(ws, id, ""), NO_BODY).await
+    }
+
+    /// `POST /api/v1/workspaces/{ws}/promotions/{id}/approve`: an owner or admin other than the
+    /// requester lets a promotion that awaits approval go on.
+    pub async fn approve_promotion(&self, ws: &str, id: &str) -> Result<Promotion, ClientError> {
+        self.request(Method::POST, &promotion_path(ws, id, "/approve"), NO_BODY).await
+    }
+
+    /// `GET /api/v1/workspaces/{ws}/promotion-policy`
+    pub async fn promotion_policy(&self, ws: &str) -> Result<PromotionPolicy, ClientError> {
+        self.request(Method::GET, &workspace_path(ws, "/promotion-policy"), NO_BODY).await
+    }
+
+    /// `PUT /api/v1/workspaces/{ws}/promotion-policy` (owners and admins).
+    pub async fn set_promotion_policy(
+        &self,
+        ws: &str,
+        body: &PromotionPolicy,
+    ) -> Result<PromotionPolicy, ClientError> {
+        self.request(Method::PUT, &workspace_path(ws, "/promotion-policy"), Some(body)).await
+    }
+
     /// `GET /api/v1/me/ssh-keys`: the caller's SSH public keys, oldest first.
     pub async fn ssh_keys(&self) -> Result<Vec<SshKey>, ClientError> {
         self.request(Method::GET, &format!("{}/me/ssh-keys", routes::API_V1), NO_BODY).await
@@ -582,6 +648,11 @@ pub fn template_path(ws: &str, name: &str, rest: &str) -> String {
 /// `/api/v1/workspaces/{ws}/sessions/{id}{rest}`
 pub fn session_path(ws: &str, id: &str, rest: &str) -> String {
     workspace_path(ws, &format!("/sessions/{}{rest}", encode_segment(id)))
+}
+
+/// `/api/v1/workspaces/{ws}/promotions/{id}{rest}`
+pub fn promotion_path(ws: &str, id: &str, rest: &str) -> String {
+    workspace_path(ws, &format!("/promotions/{}{rest}", encode_segment(id)))
 }
 
 /// `/api/v1/workspaces/{ws}/builds/{id}{rest}`

@@ -3,6 +3,7 @@
 //! Nothing here knows about axum or sqlx.
 
 pub mod bundle;
+pub mod catalog;
 pub mod client;
 pub mod connect;
 pub mod device;
@@ -15,6 +16,7 @@ pub mod templates;
 pub mod types;
 pub mod workspace_views;
 
+pub use catalog::*;
 pub use client::{Client, ClientError};
 pub use connect::*;
 pub use device::*;

@@ -21,7 +21,7 @@ use temporalio_sdk::{
 
 use activities::ControlActivities;
 use activities::NodeActivities;
-use activities::promotion::{CatalogSet, PromotionStep, SmokeTest};
+use activities::promotion::{ArchiveTemplate, CatalogSet, PromotionStep, SmokeTest};
 use activities::runtime::{ContainerSpec, container_name};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +31,8 @@ pub struct PromotionInput {
     pub template_id: String,
     pub version_id: String,
     pub image: String,
-    /// promote, demote or rollback.
+    /// promote, demote, rollback or archive (`version_id` is then the version that was active,
+    /// or the newest one: the template is archived and leaves the catalog).
     pub kind: String,
     /// Run a canary first (promote); demote and rollback go straight to the catalog.
     pub canary: Option<Canary>,
@@ -119,6 +120,9 @@ impl TemplatePromotion {
         ctx: &mut WorkflowContext<Self>,
         input: PromotionInput,
     ) -> WorkflowResult<PromotionOutcome> {
+        if input.kind == "archive" {
+            return Self::archive(ctx, &input).await;
+        }
         if let Some(canary) = &input.canary {
             Self::step(ctx, &input, Some("running"), "canary", None).await?;
             if let Err(why) = Self::canary(ctx, &input, canary).await {
@@ -229,6 +233,38 @@ impl TemplatePromotion {
     ) -> WorkflowResult<PromotionOutcome> {
         Self::step(ctx, input, Some(status), status, Some(error.clone())).await?;
         Ok(PromotionOutcome { status: status.to_string(), error, revision })
+    }
+
+    /// Archive: the template offers no new sessions (running ones keep going), then leaves the
+    /// catalog. Nothing to roll out: no host needs an image for it.
+    async fn archive(
+        ctx: &mut WorkflowContext<Self>,
+        input: &PromotionInput,
+    ) -> WorkflowResult<PromotionOutcome> {
+        Self::step(ctx, input, Some("running"), "archiving", None).await?;
+        let archive = ArchiveTemplate {
+            workspace_id: input.workspace_id.clone(),
+            template_id: input.template_id.clone(),
+            actor: input.requested_by.clone(),
+            promotion_id: input.promotion_id.clone(),
+        };
+        if let Err(e) =
+            ctx.execute_activity(ControlActivities::template_archive, archive, control()).await
+        {
+            return Self::end(ctx, input, "failed", Some(failure_text(&e)), None).await;
+        }
+        Self::step(ctx, input, None, "updating the catalog", None).await?;
+        let clear = CatalogSet {
+            template_id: input.template_id.clone(),
+            version_id: None,
+            reason: "archive".into(),
+            change_key: format!("{}:clear", input.promotion_id),
+            actor: input.requested_by.clone(),
+        };
+        match ctx.execute_activity(ControlActivities::catalog_set, clear, control()).await {
+            Ok(c) => Self::end(ctx, input, "succeeded", None, Some(c.revision)).await,
+            Err(e) => Self::end(ctx, input, "failed", Some(failure_text(&e)), None).await,
+        }
     }
 
     /// A container from the candidate image must come up ready and pass the smoke command.
