@@ -555,10 +555,10 @@ impl Config {
                 "must be 1 to 63 lowercase letters, digits and inner hyphens",
             ));
         }
-        if let Some(a) = &cf.account_id {
-            if a.len() != 32 || !a.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid("cloudflare.account_id", "must be 32 hex characters"));
-            }
+        if let Some(a) = &cf.account_id
+            && (a.len() != 32 || !a.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(invalid("cloudflare.account_id", "must be 32 hex characters"));
         }
         if !(1..=1000).contains(&cf.max_instances) {
             return Err(invalid("cloudflare.max_instances", "must be between 1 and 1000"));
