@@ -468,6 +468,7 @@ impl Config {
         fig = fig.merge(Serialized::default("database.url", "sqlite://burstflare.db?mode=rwc"));
         fig = fig.merge(Serialized::default("storage.secret_access_key", ""));
         fig = fig.merge(Serialized::default("turnstile.secret", ""));
+        fig = fig.merge(Serialized::default("cloudflare.api_token", ""));
         fig = fig.merge(Serialized::default("runtime.secret", ""));
         if let Some(path) = file {
             if !path.exists() {

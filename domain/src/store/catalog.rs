@@ -70,7 +70,7 @@ pub struct CatalogChange {
 }
 
 /// Kinds of promotion, as the schema's CHECK lists them.
-pub const PROMOTION_KINDS: [&str; 3] = ["promote", "demote", "rollback"];
+pub const PROMOTION_KINDS: [&str; 4] = ["promote", "demote", "rollback", "archive"];
 /// States of a promotion that is still going.
 pub const PROMOTION_ACTIVE_STATES: [&str; 2] = ["running", "awaiting_approval"];
 /// States of a promotion that has finished; a promotion in one of them never changes again.

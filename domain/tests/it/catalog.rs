@@ -339,7 +339,7 @@ async fn promotions(store: &Store) {
     assert!(matches!(err, Err(StoreError::Conflict { what: "promotion id" })), "{err:?}");
     // Refused: unknown kind, a version of another template, a template of another workspace.
     let fresh = NewPromotion { id: "p-2", ..new };
-    let err = store.create_promotion(&NewPromotion { kind: "archive", ..fresh }).await;
+    let err = store.create_promotion(&NewPromotion { kind: "publish", ..fresh }).await;
     assert!(matches!(&err, Err(StoreError::Invalid(m)) if m.contains("kind")), "{err:?}");
     let err = store.create_promotion(&NewPromotion { version: &g1.id, ..fresh }).await;
     assert!(
