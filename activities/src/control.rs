@@ -14,6 +14,7 @@ pub struct ControlActivities {
     store: Store,
     identity: String,
     snapshots: Option<ControlSnapshots>,
+    cloudflare: Option<crate::promotion::CloudflarePublisher>,
 }
 
 /// What the control plane needs for snapshots: the object store and the retention policy.
@@ -30,7 +31,14 @@ pub struct ControlSnapshots {
 
 impl ControlActivities {
     pub fn new(store: Store) -> Self {
-        Self { store, identity: crate::worker_identity(), snapshots: None }
+        Self { store, identity: crate::worker_identity(), snapshots: None, cloudflare: None }
+    }
+
+    /// Publish every catalog change to the Cloudflare runtime target (`[cloudflare]`).
+    #[must_use]
+    pub fn with_cloudflare(mut self, cloudflare: crate::promotion::CloudflarePublisher) -> Self {
+        self.cloudflare = Some(cloudflare);
+        self
     }
 
     #[must_use]
@@ -294,6 +302,18 @@ impl ControlActivities {
         input: crate::promotion::ArchiveTemplate,
     ) -> Result<(), ActivityError> {
         crate::promotion::archive_template(&self.store, &input).await
+    }
+
+    /// Publishes the latest catalog revision to the Cloudflare runtime target, when one is
+    /// configured: rendered, checked with `wrangler deploy --dry-run`, deployed when credentials
+    /// are set. Idempotent: an already published (or newer) revision is skipped.
+    #[activity(name = "catalog.publish")]
+    pub async fn catalog_publish(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        _input: (),
+    ) -> Result<crate::promotion::PublishResult, ActivityError> {
+        crate::promotion::publish(&self.store, self.cloudflare.as_ref()).await
     }
 
     /// The runtime hosts online now. Read-only.

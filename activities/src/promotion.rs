@@ -167,3 +167,78 @@ pub(crate) async fn archive_template(
     }
     Ok(())
 }
+
+/// The Cloudflare runtime target, from `[cloudflare]` (docs/catalog.md).
+#[derive(Clone)]
+pub struct CloudflarePublisher {
+    pub bundle_dir: std::path::PathBuf,
+    pub wrangler_dir: std::path::PathBuf,
+    pub target: deploy::cloudflare::CloudflareTarget,
+    /// (account id, API token) when the bundle is deployed for real.
+    pub credentials: Option<(String, String)>,
+}
+
+impl CloudflarePublisher {
+    /// The publisher `[cloudflare]` asks for, if any (`bundle_dir` set).
+    pub fn from_config(c: &domain::config::CloudflareConfig) -> Option<Self> {
+        use secrecy::ExposeSecret;
+        let bundle_dir = c.bundle_dir.clone()?;
+        let credentials = c
+            .deploys()
+            .then(|| c.account_id.clone().map(|a| (a, c.api_token.expose_secret().to_string())))
+            .flatten();
+        Some(Self {
+            bundle_dir,
+            wrangler_dir: c.wrangler_dir.clone(),
+            target: deploy::cloudflare::CloudflareTarget {
+                worker_name: c.worker_name.clone(),
+                account_id: c.account_id.clone(),
+                max_instances: c.max_instances,
+            },
+            credentials,
+        })
+    }
+}
+
+/// What `catalog.publish` did: `off` (no Cloudflare target), `checked` (rendered and dry-run),
+/// `deployed`, or `skipped` (this revision or a newer one was published already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResult {
+    pub outcome: String,
+    pub revision: u64,
+}
+
+pub(crate) async fn publish(
+    store: &Store,
+    cloudflare: Option<&CloudflarePublisher>,
+) -> Result<PublishResult, ActivityError> {
+    let doc = store.catalog().await.map_err(store_err)?;
+    let Some(cf) = cloudflare.cloned() else {
+        return Ok(PublishResult { outcome: "off".into(), revision: doc.revision });
+    };
+    let revision = doc.revision;
+    let done = tokio::task::spawn_blocking(move || {
+        let creds = cf.credentials.as_ref().map(|(a, t)| deploy::publish::Credentials {
+            account_id: a.clone(),
+            api_token: t.clone(),
+        });
+        deploy::publish::publish(&cf.bundle_dir, &doc, &cf.target, &cf.wrangler_dir, creds.as_ref())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("publishing the catalog: {e}"))?;
+    use deploy::publish::{PublishError, Published};
+    match done {
+        Ok(Published::Done { revision, deployed }) => Ok(PublishResult {
+            outcome: if deployed { "deployed" } else { "checked" }.into(),
+            revision,
+        }),
+        Ok(Published::Skipped { published }) => {
+            Ok(PublishResult { outcome: "skipped".into(), revision: published.max(revision) })
+        }
+        // A refused project or a missing wrangler does not get better by retrying.
+        Err(e @ (PublishError::Invalid { .. } | PublishError::NoWrangler(_))) => {
+            Err(non_retryable(format!("the Cloudflare target: {e}")))
+        }
+        Err(e) => Err(anyhow::anyhow!("the Cloudflare target: {e}").into()),
+    }
+}

@@ -52,8 +52,13 @@ impl Workers {
             keep_failed: config.snapshots.keep_failed,
             gc_grace: std::time::Duration::from_secs(config.snapshots.gc_grace_secs),
         };
+        let cloudflare =
+            activities::promotion::CloudflarePublisher::from_config(&config.cloudflare);
         self.start(format!("control worker on {task_queue}"), client, move || {
-            let activities = ControlActivities::new(store).with_snapshots(snapshots);
+            let mut activities = ControlActivities::new(store).with_snapshots(snapshots);
+            if let Some(cf) = cloudflare {
+                activities = activities.with_cloudflare(cf);
+            }
             Ok(workflows::control_worker_options(&queue, activities)?)
         })
         .await

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod cloudflare;
+pub mod publish;
 
 use sha2::{Digest, Sha256};
 

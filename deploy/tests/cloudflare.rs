@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use deploy::cloudflare::{self, CloudflareTarget};
+use deploy::publish::{self, Published};
 use domain::store::{CatalogDocument, CatalogEntry};
 
 /// deploy/cloudflare/node_modules, installed by `make setup` (`npm ci --prefix deploy/cloudflare`).
@@ -159,4 +160,58 @@ fn the_generated_wrangler_project_passes_the_dry_run_and_so_does_its_next_revisi
     let out = dry_run(&bundle, &tmp.path().join("dist-6"), &home);
     assert!(out.contains("registry.example.com:5000/acme/rust-dev:3"), "{out}");
     assert!(!out.contains(&classes[1].binding), "{out}");
+}
+
+#[test]
+fn publish_checks_each_revision_keeps_the_history_and_never_goes_backwards() {
+    let modules = node_modules();
+    let wrangler_dir = modules.parent().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("published");
+    let target = CloudflareTarget {
+        worker_name: "burstflare-test".to_owned(),
+        account_id: None,
+        max_instances: 2,
+    };
+    let rust = entry(1, "acme", "rust-dev", "registry.example.com:5000/acme/rust-dev:2", false);
+    let go = entry(2, "zeta", "go", "registry.example.com:5000/zeta/go:1", false);
+    let doc = |revision: u64, entries: Vec<CatalogEntry>| CatalogDocument {
+        revision,
+        generated_at: 1_700_000_000_000 + i64::try_from(revision).unwrap(),
+        entries,
+    };
+
+    // No credentials: checked with the dry run, not deployed.
+    let first = publish::publish(
+        &dir,
+        &doc(5, vec![rust.clone(), go.clone()]),
+        &target,
+        wrangler_dir,
+        None,
+    )
+    .unwrap();
+    assert_eq!(first, Published::Done { revision: 5, deployed: false });
+    assert_eq!(publish::published_revision(&dir), Some(5));
+    assert!(dir.join(cloudflare::WORKER_FILE).exists());
+    assert!(!dir.join(".staging").exists(), "the staging directory is cleared");
+    let catalog = std::fs::read_to_string(dir.join(publish::CATALOG_FILE)).unwrap();
+    assert_eq!(deploy::catalog::parse(&catalog).unwrap().entries.len(), 2);
+
+    // An older revision (a slower promotion finishing late) changes nothing.
+    let before = std::fs::read_to_string(dir.join(cloudflare::CONFIG_FILE)).unwrap();
+    let late = publish::publish(&dir, &doc(4, vec![rust.clone()]), &target, wrangler_dir, None);
+    assert_eq!(late.unwrap(), Published::Skipped { published: 5 });
+    assert_eq!(std::fs::read_to_string(dir.join(cloudflare::CONFIG_FILE)).unwrap(), before);
+
+    // The next revision continues the migration history.
+    let next = publish::publish(&dir, &doc(6, vec![rust]), &target, wrangler_dir, None).unwrap();
+    assert_eq!(next, Published::Done { revision: 6, deployed: false });
+    let config = std::fs::read_to_string(dir.join(cloudflare::CONFIG_FILE)).unwrap();
+    assert!(config.contains("\"tag\": \"r5\"") && config.contains("\"tag\": \"r6\""), "{config}");
+    assert!(config.contains("\"deleted_classes\""), "{config}");
+
+    // Without the pinned wrangler, the error says how to get it.
+    let err = publish::publish(&dir, &doc(7, vec![]), &target, tmp.path(), None).unwrap_err();
+    assert!(err.to_string().contains("make setup"), "{err}");
+    assert_eq!(publish::published_revision(&dir), Some(6));
 }

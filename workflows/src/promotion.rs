@@ -69,6 +69,10 @@ pub struct PromotionProgress {
     pub approved_by: Option<String>,
 }
 
+/// Patch: publish each catalog change to the Cloudflare runtime target (histories from before
+/// it replay without the step).
+const CLOUDFLARE: &str = "cloudflare-publish-v1";
+
 #[workflow]
 #[derive(Default)]
 pub struct TemplatePromotion {
@@ -164,7 +168,11 @@ impl TemplatePromotion {
             }
         };
 
-        match Self::rollout(ctx, &input).await {
+        let mut done = Self::rollout(ctx, &input).await;
+        if done.is_ok() && ctx.patched(CLOUDFLARE) {
+            done = Self::publish(ctx, &input).await;
+        }
+        match done {
             Ok(()) => Self::end(ctx, &input, "succeeded", None, Some(changed.revision)).await,
             Err(why) => {
                 // Put back what was active before, so new sessions keep working.
@@ -178,7 +186,12 @@ impl TemplatePromotion {
                 };
                 let restored =
                     ctx.execute_activity(ControlActivities::catalog_set, back, control()).await?;
-                let why = format!("{why}; the previous version is active again");
+                let mut why = format!("{why}; the previous version is active again");
+                if ctx.patched(CLOUDFLARE)
+                    && let Err(also) = Self::publish(ctx, &input).await
+                {
+                    why = format!("{why} (and {also})");
+                }
                 Self::end(ctx, &input, "rolled_back", Some(why), Some(restored.revision)).await
             }
         }
@@ -261,10 +274,19 @@ impl TemplatePromotion {
             change_key: format!("{}:clear", input.promotion_id),
             actor: input.requested_by.clone(),
         };
-        match ctx.execute_activity(ControlActivities::catalog_set, clear, control()).await {
-            Ok(c) => Self::end(ctx, input, "succeeded", None, Some(c.revision)).await,
-            Err(e) => Self::end(ctx, input, "failed", Some(failure_text(&e)), None).await,
-        }
+        let cleared = match ctx
+            .execute_activity(ControlActivities::catalog_set, clear, control())
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return Self::end(ctx, input, "failed", Some(failure_text(&e)), None).await,
+        };
+        // The template's class leaves the Cloudflare target too; the archive stands either way.
+        let error = match ctx.patched(CLOUDFLARE) {
+            true => Self::publish(ctx, input).await.err(),
+            false => None,
+        };
+        Self::end(ctx, input, "succeeded", error, Some(cleared.revision)).await
     }
 
     /// A container from the candidate image must come up ready and pass the smoke command.
@@ -337,6 +359,24 @@ impl TemplatePromotion {
             )
             .await;
         result
+    }
+
+    /// The Cloudflare runtime target gets the new catalog revision (when one is configured; the
+    /// activity answers `off` otherwise).
+    async fn publish(
+        ctx: &mut WorkflowContext<Self>,
+        input: &PromotionInput,
+    ) -> Result<(), String> {
+        Self::step(ctx, input, None, "publishing the catalog", None)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(600))
+            .retry_policy(retry(5))
+            .build();
+        ctx.execute_activity(ControlActivities::catalog_publish, (), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("publishing to the Cloudflare target: {}", failure_text(&e)))
     }
 
     /// Every runtime host pre-pulls the image; the first that cannot fails the rollout.

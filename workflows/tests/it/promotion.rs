@@ -168,10 +168,28 @@ async fn promotions_canary_wait_for_approval_update_the_catalog_and_roll_back() 
     };
     let client = Client::new(conn, ClientOptions::new("default").build()).unwrap();
     let runtime = Runtime::from_current_tokio(Default::default()).unwrap();
+    // The Cloudflare target: each catalog change is rendered and checked with the pinned
+    // wrangler's dry run (no credentials: never deployed).
+    let cf_dir = dir.path().join("cloudflare");
+    let cloudflare = activities::promotion::CloudflarePublisher {
+        bundle_dir: cf_dir.clone(),
+        wrangler_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/cloudflare"),
+        target: deploy::cloudflare::CloudflareTarget {
+            worker_name: "burstflare-test".into(),
+            account_id: None,
+            max_instances: 2,
+        },
+        credentials: None,
+    };
+    let published = || deploy::publish::published_revision(&cf_dir);
     let mut control = Worker::new(
         &runtime,
         client.clone(),
-        workflows::control_worker_options(QUEUE, ControlActivities::new(store.clone())).unwrap(),
+        workflows::control_worker_options(
+            QUEUE,
+            ControlActivities::new(store.clone()).with_cloudflare(cloudflare.clone()),
+        )
+        .unwrap(),
     )
     .unwrap();
     let settings = activities::runtime::DockerRuntimeSettings {
@@ -202,6 +220,7 @@ async fn promotions_canary_wait_for_approval_update_the_catalog_and_roll_back() 
         assert_eq!(out.status, "succeeded", "{out:?}");
         assert_eq!(env.active().await.as_deref(), Some("1"));
         assert_eq!(env.store.catalog().await.unwrap().revision, out.revision.unwrap());
+        assert_eq!(published(), out.revision, "the Cloudflare bundle has the new revision");
 
         // A broken version: its smoke command fails; nothing changes and the cause is kept.
         let v2 = built(&env.store, &env.template, &env.user, base).await;
@@ -278,6 +297,22 @@ async fn promotions_canary_wait_for_approval_update_the_catalog_and_roll_back() 
         assert_eq!(out.status, "rolled_back", "{out:?}");
         assert!(out.error.as_deref().unwrap().contains("ghost"), "{out:?}");
         assert_eq!(env.active().await.as_deref(), Some("4"), "the previous version is back");
+        assert_eq!(published(), out.revision, "and published again");
+
+        // Archive: the template offers no new sessions and leaves the catalog and the target.
+        let input = env.input(&v4, "archive", None);
+        let out = env.finish(&env.start(&input).await, Some("promotion_archived")).await;
+        assert_eq!((out.status.as_str(), out.error.as_deref()), ("succeeded", None), "{out:?}");
+        assert_eq!(env.active().await, None);
+        let t = env.store.template_by_id(&env.template.workspace_id, &env.template.id).await;
+        assert!(t.unwrap().unwrap().archived_at.is_some());
+        assert_eq!(published(), out.revision);
+        let config = std::fs::read_to_string(cf_dir.join(deploy::cloudflare::CONFIG_FILE)).unwrap();
+        assert!(config.contains("deleted_classes"), "{config}");
+        let audit = env.store.list_audit(&env.template.workspace_id, 100, None).await;
+        let actions: Vec<String> = audit.unwrap().into_iter().map(|a| a.action).collect();
+        assert!(actions.iter().any(|a| a == "template.archived"), "{actions:?}");
+        assert!(actions.iter().any(|a| a == "template.archive.succeeded"), "{actions:?}");
 
         for stop in &stops {
             stop();
