@@ -90,6 +90,30 @@ enum AdminCommand {
     },
     /// Print the effective configuration with secrets redacted.
     Config,
+    /// The runtime catalog exactly as the database records it (docs/catalog.md): print the
+    /// catalog file (`catalog.toml`) of the latest revision, write it, list the revisions, or
+    /// publish the latest one to the Cloudflare target now.
+    Catalog {
+        /// Show this revision instead of the latest.
+        #[arg(long, value_name = "N")]
+        revision: Option<u64>,
+        /// Write the catalog file here instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// List the latest revisions (revision, reason, template, time) instead.
+        #[arg(long)]
+        history: bool,
+        /// Render, check and (with credentials) deploy the latest revision to the Cloudflare
+        /// target configured in `[cloudflare]`, as every promotion does; for after a failed
+        /// publish.
+        #[arg(long, conflicts_with_all = ["revision", "out", "history"])]
+        publish: bool,
+        /// Use the database of a `burstflare dev` install in DIR instead of the configured one.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Run the SelfCheck workflow through the configured Temporal and workers, and print it.
     SelfCheck {
         /// Also ask this runtime host's worker for its Docker version.
@@ -233,16 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::Bootstrap { email, name, data_dir, force, token_days, output },
         } => {
             let store = match data_dir {
-                Some(dir) => {
-                    let db = dir.join("burstflare.db");
-                    if !db.exists() {
-                        anyhow::bail!(
-                            "{} has no burstflare.db: is it the --data-dir of `burstflare dev`?",
-                            dir.display()
-                        );
-                    }
-                    Store::connect(&format!("sqlite://{}?mode=rwc", db.display())).await?
-                }
+                Some(dir) => dev_store(dir).await?,
                 None => open_store(&load_config(&cli)?).await?,
             };
             store.migrate().await.context("applying migrations")?;
@@ -260,6 +275,115 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("{code}");
                     }
                 }
+            }
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Catalog { revision, out, history, publish, data_dir, output },
+        } => {
+            let config = load_config(&cli)?;
+            let store = match data_dir {
+                Some(dir) => dev_store(dir).await?,
+                None => open_migrated_store(&config).await?,
+            };
+            let json = *output == Output::Json;
+            if *history {
+                let revisions = store.catalog_revisions(50).await?;
+                if json {
+                    let list: Vec<_> = revisions
+                        .iter()
+                        .map(|(r, reason, t, at)| {
+                            serde_json::json!({ "revision": r, "reason": reason, "template_id": t, "created_at": at })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    println!("{:>8}  {:<24}  {:<36}  CREATED", "REVISION", "REASON", "TEMPLATE");
+                    for (r, reason, t, at) in &revisions {
+                        let when = chrono::DateTime::from_timestamp_millis(*at)
+                            .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                            .unwrap_or_default();
+                        println!(
+                            "{r:>8}  {reason:<24}  {:<36}  {when}",
+                            t.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            if *publish {
+                let Some(cf) =
+                    activities::promotion::CloudflarePublisher::from_config(&config.cloudflare)
+                else {
+                    anyhow::bail!(
+                        "no Cloudflare target: set cloudflare.bundle_dir (and account_id and \
+                         api_token to deploy), see docs/catalog.md"
+                    );
+                };
+                let doc = store.catalog().await?;
+                let revision = doc.revision;
+                let creds = cf.credentials.as_ref().map(|(a, t)| deploy::publish::Credentials {
+                    account_id: a.clone(),
+                    api_token: t.clone(),
+                });
+                let done = tokio::task::spawn_blocking(move || {
+                    deploy::publish::publish(
+                        &cf.bundle_dir,
+                        &doc,
+                        &cf.target,
+                        &cf.wrangler_dir,
+                        creds.as_ref(),
+                    )
+                })
+                .await??;
+                let (outcome, at) = match done {
+                    deploy::publish::Published::Done { revision, deployed: true } => {
+                        ("deployed", revision)
+                    }
+                    deploy::publish::Published::Done { revision, deployed: false } => {
+                        ("checked", revision)
+                    }
+                    deploy::publish::Published::Skipped { published } => ("skipped", published),
+                };
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "outcome": outcome, "revision": at, "latest": revision })
+                    );
+                } else {
+                    match outcome {
+                        "deployed" => println!("revision {at} checked and deployed to Cloudflare"),
+                        "checked" => println!(
+                            "revision {at} rendered and checked with wrangler's dry run; not deployed \
+                             (set cloudflare.account_id and cloudflare.api_token to deploy)"
+                        ),
+                        _ => println!(
+                            "revision {at} is published already (the latest is {revision})"
+                        ),
+                    }
+                }
+                return Ok(());
+            }
+            let doc = match revision {
+                Some(n) => store
+                    .catalog_revision(*n)
+                    .await?
+                    .map(|(doc, ..)| doc)
+                    .with_context(|| format!("there is no catalog revision {n}"))?,
+                None => store.catalog().await?,
+            };
+            let text = if json {
+                serde_json::to_string_pretty(&doc)? + "\n"
+            } else {
+                deploy::catalog::render(&doc)
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote catalog revision {} to {}", doc.revision, path.display());
+                }
+                None => print!("{text}"),
             }
             Ok(())
         }
@@ -282,6 +406,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The database of a `burstflare dev` install in `dir`.
+async fn dev_store(dir: &std::path::Path) -> anyhow::Result<Store> {
+    let db = dir.join("burstflare.db");
+    if !db.exists() {
+        anyhow::bail!(
+            "{} has no burstflare.db: is it the --data-dir of `burstflare dev`?",
+            dir.display()
+        );
+    }
+    Ok(Store::connect(&format!("sqlite://{}?mode=rwc", db.display())).await?)
 }
 
 async fn run_until_signal(mut workers: Workers) -> anyhow::Result<()> {

@@ -117,3 +117,72 @@ fn serve_refuses_a_database_that_is_not_migrated_and_says_how_to_fix_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run `burstflare migrate` first"), "{err}");
 }
+
+#[tokio::test]
+async fn admin_catalog_prints_writes_and_lists_what_the_database_records() {
+    use domain::ids::{DisplayName, Email};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/burstflare.db?mode=rwc", dir.path().display());
+    let store = domain::Store::connect(&db).await.unwrap();
+    store.migrate().await.unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["admin", "catalog"])
+            .args(args)
+            .env("BURSTFLARE_DATABASE__URL", &db)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&[]);
+    assert!(ok && text.contains("revision = 0"), "{text}");
+
+    // One promotion's worth of catalog: a built version made active.
+    let (user, ws) = store
+        .create_user_with_personal_workspace(
+            &Email::parse("ops@example.com").unwrap(),
+            &DisplayName::parse("Ops").unwrap(),
+        )
+        .await
+        .unwrap();
+    let t = store.create_template(&ws.id, "rust", "", &user.id).await.unwrap();
+    let sha = "ab".repeat(32);
+    let v = store
+        .create_draft_version(&t.id, 10, &sha, domain::store::now_ms() + 60_000, &user.id, |id| {
+            format!("bundles/{id}")
+        })
+        .await
+        .unwrap();
+    let v = store.accept_upload(&v.id, r#"{"schema":1,"name":"rust"}"#).await.unwrap();
+    store
+        .set_version_status(&v.id, "built", Some(("reg.local/rust:1", "sha256:ab")))
+        .await
+        .unwrap();
+    let change =
+        store.set_catalog_version(&t.id, &v.id, "promote", "k1", Some(&user.id)).await.unwrap();
+    assert_eq!(change.revision, 1);
+
+    let (ok, text) = run(&[]);
+    assert!(ok, "{text}");
+    let doc = deploy::catalog::parse(&text).unwrap();
+    assert_eq!((doc.revision, doc.entries.len()), (1, 1));
+    assert_eq!(doc.entries[0].image_ref, "reg.local/rust:1");
+    let file = dir.path().join("catalog.toml");
+    let (ok, text) = run(&["--out", file.to_str().unwrap()]);
+    assert!(ok && text.contains("wrote catalog revision 1"), "{text}");
+    assert_eq!(deploy::catalog::parse(&std::fs::read_to_string(&file).unwrap()).unwrap(), doc);
+    let (ok, text) = run(&["--history", "--output", "json"]);
+    assert!(ok, "{text}");
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list[0]["reason"], "promote");
+    assert_eq!(list[0]["template_id"], t.id.to_string());
+    let (ok, text) = run(&["--revision", "9"]);
+    assert!(!ok && text.contains("there is no catalog revision 9"), "{text}");
+    let (ok, text) = run(&["--publish"]);
+    assert!(!ok && text.contains("cloudflare.bundle_dir"), "{text}");
+}
