@@ -47,6 +47,13 @@ pub const SESSION_JS: &str = include_str!("../assets/session.js");
 /// Path of the session page script; versioned like the stylesheet.
 pub const SESSION_JS_PATH: &str = concat!("/assets/session-", env!("CARGO_PKG_VERSION"), ".js");
 
+/// The promotion script (plain ES2020), embedded and served at [`PROMOTION_JS_PATH`]. Loaded
+/// only by a template's page while a promotion of it runs: every 1.5 s it keeps the run's
+/// status, step, error and rollout per host current, and reloads the page once the run ends.
+pub const PROMOTION_JS: &str = include_str!("../assets/promotion.js");
+/// Path of the promotion script; versioned like the stylesheet.
+pub const PROMOTION_JS_PATH: &str = concat!("/assets/promotion-", env!("CARGO_PKG_VERSION"), ".js");
+
 /// The browser terminal's script (plain ES2020), embedded and served at [`TERMINAL_JS_PATH`].
 /// Loaded only by the terminal page, after xterm.js: it opens the session's terminal
 /// WebSocket, carries keystrokes and output, resizes the shell with the page, and reconnects

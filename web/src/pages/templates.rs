@@ -174,6 +174,20 @@ pub fn template_detail(
     builds: &[sdk::TemplateBuild],
     can_manage: bool,
 ) -> Markup {
+    template_detail_with_promotions(ctx, ws, t, versions, builds, can_manage, None)
+}
+
+/// [`template_detail`] with the Promotion card after the Overview (none for `None`): see
+/// [`TemplatePromotions`](super::promotions::TemplatePromotions).
+pub fn template_detail_with_promotions(
+    ctx: &PageContext,
+    ws: &sdk::WorkspaceSummary,
+    t: &sdk::TemplateDetail,
+    versions: &[sdk::TemplateVersion],
+    builds: &[sdk::TemplateBuild],
+    can_manage: bool,
+    promotions: Option<&super::promotions::TemplatePromotions>,
+) -> Markup {
     let path = template_path(&ws.slug, &t.name);
     let list = format!("/w/{}/templates", encode_path_segment(&ws.slug));
     let body = html! {
@@ -228,6 +242,9 @@ pub fn template_detail(
                     dd { (time(at)) " · new sessions cannot start from it" }
                 }
             }
+        }
+        @if let Some(p) = promotions {
+            (super::promotions::promotion_card(ctx, ws, t, versions, p))
         }
         section.card aria-labelledby="upload-heading" {
             h2 #upload-heading { "Upload a new version" }

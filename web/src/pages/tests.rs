@@ -399,6 +399,48 @@ fn sample_detail() -> sdk::TemplateDetail {
     }
 }
 
+fn sample_run(kind: &str, version: &str, status: &str, by: &str) -> sdk::Promotion {
+    sdk::Promotion {
+        id: format!("p-{kind}-{version}-{status}"),
+        template: "rust".into(),
+        template_id: "t-rust".into(),
+        kind: kind.into(),
+        version: version.into(),
+        version_id: format!("v-{version}"),
+        image_ref: Some(format!("127.0.0.1:5000/acme/rust:{version}")),
+        status: status.into(),
+        step: Some(format!("rolling out to {EVIL}")),
+        error: (status == "rolled_back").then(|| format!("host {EVIL} could not pull")),
+        nodes: vec![
+            sdk::PromotionNode { node: "node-1".into(), state: "ready".into() },
+            sdk::PromotionNode { node: EVIL.into(), state: "pending".into() },
+        ],
+        workflow_id: "promote-t-rust".into(),
+        requested_by: Some(sdk::UserRef { id: by.into(), display_name: format!("{EVIL} req") }),
+        approved_by: None,
+        approved_at: None,
+        created_at: 1_700_000_000_000,
+        updated_at: 1_700_000_001_000,
+        finished_at: sdk::promotion_is_final(status).then_some(1_700_000_002_000),
+    }
+}
+
+fn sample_entry() -> sdk::CatalogEntryView {
+    sdk::CatalogEntryView {
+        template: "rust".into(),
+        template_id: "t-rust".into(),
+        version: "1".into(),
+        version_id: "v-1".into(),
+        image_ref: format!("127.0.0.1:5000/acme/rust:1{EVIL}"),
+        previous_version: Some("0".into()),
+        revision: 7,
+        updated_at: 1_700_000_000_000,
+        cpu_millis: 1000,
+        memory_mb: 1024,
+        archived: false,
+    }
+}
+
 fn empty_detail() -> sdk::TemplateDetail {
     sdk::TemplateDetail {
         id: "t-new".into(),
@@ -742,6 +784,51 @@ fn all_pages(f: &Fixture, csrf: Option<&str>) -> Vec<(&'static str, String)> {
         ),
         ("template detail empty", template_detail(&signed_in, ws, &empty_detail(), &[], &[], true)),
         (
+            "template detail promotion awaiting",
+            template_detail_with_promotions(
+                &signed_in,
+                ws,
+                &f.detail,
+                &f.versions,
+                &f.builds,
+                true,
+                Some(&TemplatePromotions {
+                    runs: &[
+                        sample_run("promote", "3", "awaiting_approval", "u-other"),
+                        sample_run("rollback", "1", "rolled_back", "u-me"),
+                    ],
+                    entry: Some(&sample_entry()),
+                    revision: 7,
+                    policy: &sdk::PromotionPolicy {
+                        requires_approval: true,
+                        approval_timeout_secs: 86_400,
+                    },
+                    can_promote: true,
+                }),
+            ),
+        ),
+        (
+            "template detail promotion idle",
+            template_detail_with_promotions(
+                &signed_in,
+                ws,
+                &f.detail,
+                &[sample_version("4", "built", None), sample_version("1", "built", None)],
+                &f.builds,
+                true,
+                Some(&TemplatePromotions {
+                    runs: &[sample_run("promote", "1", "succeeded", "u-me")],
+                    entry: Some(&sample_entry()),
+                    revision: 7,
+                    policy: &sdk::PromotionPolicy {
+                        requires_approval: false,
+                        approval_timeout_secs: 600,
+                    },
+                    can_promote: true,
+                }),
+            ),
+        ),
+        (
             "build running",
             build_page(&signed_in, ws, &f.builds[0], Some(&log_of(&f.builds[0], false)), true),
         ),
@@ -871,6 +958,7 @@ fn user_data_is_escaped_everywhere() {
                     crate::LIVE_JS_PATH,
                     crate::BUILD_LOG_JS_PATH,
                     crate::SESSION_JS_PATH,
+                    crate::PROMOTION_JS_PATH,
                     crate::TERMINAL_JS_PATH,
                     crate::XTERM_JS_PATH,
                     crate::XTERM_FIT_JS_PATH,
@@ -2620,4 +2708,84 @@ fn the_owner_of_a_session_gets_the_terminal_link_and_the_ssh_commands() {
     let html =
         session_detail(&c, ws, &sample_session("running", "u-me"), None, &[], MEMBER).into_string();
     assert!(html.contains("<code>flare ssh '&lt;script&gt;"), "quoted and escaped");
+}
+
+fn promotion_page(runs: &[sdk::Promotion], can_promote: bool, me: &str) -> String {
+    let f = fixture();
+    let mut user = f.user.clone();
+    user.id = me.into();
+    let c = PageContext { user: Some(&user), ..ctx(&f, Some("tok")) };
+    let versions = [sample_version("4", "built", None), sample_version("1", "built", None)];
+    let entry = sample_entry();
+    let policy = sdk::PromotionPolicy { requires_approval: true, approval_timeout_secs: 7200 };
+    let card =
+        TemplatePromotions { runs, entry: Some(&entry), revision: 7, policy: &policy, can_promote };
+    template_detail_with_promotions(
+        &c,
+        &f.workspaces[0],
+        &f.detail,
+        &versions,
+        &f.builds,
+        true,
+        Some(&card),
+    )
+    .into_string()
+}
+
+#[test]
+fn the_promotion_card_offers_promote_rollback_and_demote_only_to_promoters_with_nothing_in_flight()
+{
+    let idle = [sample_run("promote", "1", "succeeded", "u-me")];
+    let html = promotion_page(&idle, true, "u-me");
+    let main = main_of(&html);
+    assert!(main.contains(r#"action="/w/acme/templates/rust/promote""#), "{main}");
+    assert!(main.contains(r#"action="/w/acme/templates/rust/rollback""#));
+    assert!(main.contains(r#"action="/w/acme/templates/rust/demote""#));
+    assert!(main.contains("Demote to v0"));
+    // The active version is not offered again; the other built one is.
+    assert!(main.contains(r#"<option value="4">v4</option>"#));
+    assert!(!main.contains(r#"<option value="1">"#));
+    assert!(main.contains("Catalog revision"), "{main}");
+    assert!(main.contains("up to 2 h"), "the policy and its timeout: {main}");
+    assert!(!main.contains(crate::PROMOTION_JS_PATH), "no script without a run in flight");
+    // A member sees the card but no forms.
+    let html = promotion_page(&idle, false, "u-me");
+    let main = main_of(&html);
+    assert!(main.contains("Promotion") && !main.contains("/promote\""), "{main}");
+    assert!(!main.contains("/rollback\"") && !main.contains("/demote\""));
+}
+
+#[test]
+fn a_run_in_flight_shows_its_progress_and_the_approve_button_only_to_another_promoter() {
+    let runs = [sample_run("promote", "4", "awaiting_approval", "u-asker")];
+    let html = promotion_page(&runs, true, "u-me");
+    let main = main_of(&html);
+    assert!(
+        main.contains(
+            r#"data-promotion="/api/v1/workspaces/acme/promotions/p-promote-4-awaiting_approval""#
+        ),
+        "{main}"
+    );
+    assert!(main.contains(r#"action="/w/acme/promotions/p-promote-4-awaiting_approval/approve""#));
+    assert!(html.contains(&format!(r#"<script src="{}" defer>"#, crate::PROMOTION_JS_PATH)));
+    assert!(main.contains("node-1") && main.contains("badge node-ready"), "{main}");
+    assert!(!main.contains("/promote\""), "no second promotion while one runs");
+    // The requester cannot approve their own promotion; a member cannot approve at all.
+    let own = main_of(&promotion_page(&runs, true, "u-asker")).to_string();
+    assert!(!own.contains("/approve") && own.contains("another owner or admin"), "{own}");
+    let member = main_of(&promotion_page(&runs, false, "u-me")).to_string();
+    assert!(!member.contains("/approve") && member.contains("Waiting for an owner or admin"));
+}
+
+#[test]
+fn promotion_js_knows_every_promotion_state_and_the_final_ones() {
+    let js = crate::PROMOTION_JS;
+    for state in sdk::PROMOTION_STATES {
+        assert!(js.contains(&format!("\"{state}\"")), "promotion.js: {state}");
+    }
+    for needle in
+        ["[data-promotion]", "[data-promotion-step]", "[data-promotion-nodes]", "location.reload()"]
+    {
+        assert!(js.contains(needle), "promotion.js lacks {needle}");
+    }
 }
