@@ -820,6 +820,52 @@ mod tests {
     }
 
     #[test]
+    fn the_cloudflare_target_is_off_until_configured_and_deploys_only_with_credentials() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.cloudflare.bundle_dir.is_none() && !c.cloudflare.deploys());
+        assert_eq!(c.promotion.approval_timeout_secs, 86_400);
+        let checked =
+            Config::load(None, env(&[("BURSTFLARE_CLOUDFLARE__BUNDLE_DIR", "/var/lib/bf/cf")]))
+                .unwrap();
+        assert!(checked.cloudflare.bundle_dir.is_some() && !checked.cloudflare.deploys());
+        let deploys = Config::load(
+            None,
+            env(&[
+                ("BURSTFLARE_CLOUDFLARE__BUNDLE_DIR", "/var/lib/bf/cf"),
+                ("BURSTFLARE_CLOUDFLARE__ACCOUNT_ID", "0123456789abcdef0123456789abcdef"),
+                ("BURSTFLARE_CLOUDFLARE__API_TOKEN", "cf-t0ken-secret"),
+            ]),
+        )
+        .unwrap();
+        assert!(deploys.cloudflare.deploys());
+        assert!(!deploys.redacted().contains("cf-t0ken-secret"), "{}", deploys.redacted());
+        assert!(!format!("{deploys:?}").contains("cf-t0ken-secret"));
+        // Credentials without a bundle directory, a bad account, a bad timeout: refused by name.
+        let refused = [
+            (("BURSTFLARE_CLOUDFLARE__API_TOKEN", "x"), "cloudflare.bundle_dir"),
+            (("BURSTFLARE_CLOUDFLARE__MAX_INSTANCES", "0"), "cloudflare.max_instances"),
+            (("BURSTFLARE_CLOUDFLARE__WORKER_NAME", "Bad_Name"), "cloudflare.worker_name"),
+            (
+                ("BURSTFLARE_PROMOTION__APPROVAL_TIMEOUT_SECS", "5"),
+                "promotion.approval_timeout_secs",
+            ),
+        ];
+        for (pair, field) in refused {
+            let err = Config::load(None, env(&[pair])).unwrap_err().to_string();
+            assert!(err.contains(field), "{pair:?}: {err}");
+        }
+        let err = Config::load(
+            None,
+            env(&[
+                ("BURSTFLARE_CLOUDFLARE__BUNDLE_DIR", "/x"),
+                ("BURSTFLARE_CLOUDFLARE__ACCOUNT_ID", "not-hex"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cloudflare.account_id: must be 32 hex"), "{err}");
+    }
+
+    #[test]
     fn turnstile_is_off_by_default_and_a_secret_needs_a_site_key() {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.turnstile.secret.expose_secret(), "");

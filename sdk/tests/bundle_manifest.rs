@@ -466,3 +466,25 @@ fn a_stop_hook_is_bounded_in_length_and_time() {
     assert_eq!(err.field, "hooks.stop");
     assert!(err.message.contains("4096"), "{}", err.message);
 }
+
+#[test]
+fn a_smoke_hook_is_bounded_in_length_and_time() {
+    let ok = Manifest::parse(
+        "schema = 1\nname = \"h\"\n[hooks]\nsmoke = \"cargo --version\"\nsmoke_timeout_secs = 120\n",
+    )
+    .unwrap();
+    assert_eq!(ok.hooks.smoke.as_deref(), Some("cargo --version"));
+    assert_eq!(ok.hooks.smoke_timeout_secs, 120);
+    let default = Manifest::parse("schema = 1\nname = \"h\"\n").unwrap();
+    assert_eq!((default.hooks.smoke, default.hooks.smoke_timeout_secs), (None, 60));
+
+    let slow = Manifest::parse("schema = 1\nname = \"h\"\n[hooks]\nsmoke_timeout_secs = 601\n")
+        .unwrap_err();
+    assert_eq!(slow.field, "hooks.smoke_timeout_secs");
+    assert!(slow.message.contains("600"), "{}", slow.message);
+    let err = Manifest::parse("schema = 1\nname = \"h\"\n[hooks]\nsmoke = \"  \"\n").unwrap_err();
+    assert_eq!(err.field, "hooks.smoke");
+    let err =
+        Manifest::parse("schema = 1\nname = \"h\"\n[hooks]\nsmoke = \"a\\u0007b\"\n").unwrap_err();
+    assert!(err.field == "hooks.smoke" && err.message.contains("control"), "{err:?}");
+}
