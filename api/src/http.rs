@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route(web::LIVE_JS_PATH, get(|| script(web::LIVE_JS)))
         .route(web::BUILD_LOG_JS_PATH, get(|| script(web::BUILD_LOG_JS)))
         .route(web::SESSION_JS_PATH, get(|| script(web::SESSION_JS)))
+        .route(web::PROMOTION_JS_PATH, get(|| script(web::PROMOTION_JS)))
         .route(web::TERMINAL_JS_PATH, get(|| script(web::TERMINAL_JS)))
         .route(web::XTERM_JS_PATH, get(|| script(web::XTERM_JS)))
         .route(web::XTERM_FIT_JS_PATH, get(|| script(web::XTERM_FIT_JS)))
@@ -64,6 +65,11 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Small API answers and tunnel frames go out at once instead of waiting for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -223,6 +223,9 @@ impl EmbeddedS3 {
                         continue;
                     }
                 };
+                // Without it, a response's last segment waits for the client's delayed ACK:
+                // ~40 ms per small GET (BENCHMARKS.md, the snapshot profile).
+                let _ = socket.set_nodelay(true);
                 let conn =
                     http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
                 tokio::spawn(async move {
