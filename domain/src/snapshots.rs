@@ -75,6 +75,17 @@ pub struct UploadStats {
     pub stored_bytes: u64,
 }
 
+/// Chunk requests in flight at once during an upload or a read (storage round trips overlap;
+/// chunks are still cut, hashed and written in order).
+pub const IN_FLIGHT: usize = 8;
+
+/// What storing one chunk did.
+enum Stored {
+    Reused,
+    New(u64),
+    Refreshed(u64),
+}
+
 /// What a garbage collection did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
@@ -369,38 +380,51 @@ impl ChunkStore {
     ) -> Result<(SnapshotManifest, UploadStats), SnapshotError> {
         let mut chunker =
             fastcdc::v2020::AsyncStreamCDC::new(source, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
-        let mut stream = std::pin::pin!(chunker.as_stream());
         let mut whole = Sha256::new();
         let mut chunks = Vec::new();
         let mut stats = UploadStats::default();
         let mut size = 0u64;
-        let refresh_after = duration_ms(self.refresh_after);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| SnapshotError::Source(e.to_string()))?;
-            whole.update(&chunk.data);
-            let r = ChunkRef { sha256: sha256_hex(&chunk.data), size: chunk.data.len() as u64 };
-            size += r.size;
-            stats.chunks += 1;
-            let key = self.chunk_key(&r.sha256);
-            let write = match self.blob.head(&key).await? {
-                None => {
-                    stats.new_chunks += 1;
-                    true
+        let mut failed = None;
+        // Chunks are cut and hashed in order; the storage round trips of up to IN_FLIGHT of
+        // them (HEAD, then PUT and the read-back GET of a new one) overlap.
+        {
+            let stored = chunker
+                .as_stream()
+                .map(|chunk| {
+                    let chunk = chunk.map_err(|e| SnapshotError::Source(e.to_string()));
+                    if let Ok(c) = &chunk {
+                        whole.update(&c.data);
+                    }
+                    async move { self.store_chunk(chunk?.data).await }
+                })
+                .buffered(IN_FLIGHT);
+            let mut stored = std::pin::pin!(stored);
+            while let Some(result) = stored.next().await {
+                let (r, outcome) = match result {
+                    Ok(done) => done,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                size += r.size;
+                stats.chunks += 1;
+                match outcome {
+                    Stored::Reused => {}
+                    Stored::New(bytes) => {
+                        stats.new_chunks += 1;
+                        stats.stored_bytes += bytes;
+                    }
+                    Stored::Refreshed(bytes) => {
+                        stats.refreshed_chunks += 1;
+                        stats.stored_bytes += bytes;
+                    }
                 }
-                Some(info) if now_ms().saturating_sub(info.last_modified) > refresh_after => {
-                    stats.refreshed_chunks += 1;
-                    true
-                }
-                Some(_) => false,
-            };
-            if write {
-                let stored = pack_chunk(&chunk.data)?;
-                stats.stored_bytes += stored.len() as u64;
-                self.blob.put(&key, stored, "application/zstd").await?;
-                // Read it back: what storage acknowledged is not always what it keeps.
-                unpack_chunk(&self.blob.get(&key).await?, &r)?;
+                chunks.push(r);
             }
-            chunks.push(r);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let manifest = SnapshotManifest {
             schema: MANIFEST_SCHEMA,
@@ -409,6 +433,24 @@ impl ChunkStore {
             sha256: hex::encode(whole.finalize()),
         };
         Ok((manifest, stats))
+    }
+
+    /// Stores one chunk unless storage has it (recently enough), reading a written one back.
+    async fn store_chunk(&self, data: Vec<u8>) -> Result<(ChunkRef, Stored), SnapshotError> {
+        let r = ChunkRef { sha256: sha256_hex(&data), size: data.len() as u64 };
+        let key = self.chunk_key(&r.sha256);
+        let refresh_after = duration_ms(self.refresh_after);
+        let fresh = match self.blob.head(&key).await? {
+            None => true,
+            Some(info) if now_ms().saturating_sub(info.last_modified) > refresh_after => false,
+            Some(_) => return Ok((r, Stored::Reused)),
+        };
+        let packed = pack_chunk(&data)?;
+        let bytes = packed.len() as u64;
+        self.blob.put(&key, packed, "application/zstd").await?;
+        // Read it back: what storage acknowledged is not always what it keeps.
+        unpack_chunk(&self.blob.get(&key).await?, &r)?;
+        Ok((r, if fresh { Stored::New(bytes) } else { Stored::Refreshed(bytes) }))
     }
 
     /// Checks that every chunk of `manifest` is stored and holds what it should, without
@@ -444,19 +486,24 @@ impl ChunkStore {
     ) -> Result<u64, SnapshotError> {
         let mut whole = Sha256::new();
         let mut written = 0u64;
-        for r in &manifest.chunks {
-            let stored = match self.blob.get(&self.chunk_key(&r.sha256)).await {
-                Ok(bytes) => bytes,
-                Err(BlobError::NotFound { .. }) => {
-                    return Err(SnapshotError::Corrupt {
+        // Up to IN_FLIGHT chunks are fetched ahead; each is checked and written in order.
+        let fetched = futures::stream::iter(manifest.chunks.iter().cloned())
+            .map(|r| async move {
+                match self.blob.get(&self.chunk_key(&r.sha256)).await {
+                    Ok(bytes) => Ok((r, bytes)),
+                    Err(BlobError::NotFound { .. }) => Err(SnapshotError::Corrupt {
                         sha256: r.sha256.clone(),
                         why: "is missing from storage".into(),
-                    });
+                    }),
+                    // A failed request says nothing about the chunk: the caller may retry.
+                    Err(e) => Err(SnapshotError::Storage(e)),
                 }
-                // A failed request says nothing about the chunk: the caller may retry.
-                Err(e) => return Err(SnapshotError::Storage(e)),
-            };
-            let plain = unpack_chunk(&stored, r)?;
+            })
+            .buffered(IN_FLIGHT);
+        let mut fetched = std::pin::pin!(fetched);
+        while let Some(next) = fetched.next().await {
+            let (r, stored) = next?;
+            let plain = unpack_chunk(&stored, &r)?;
             whole.update(&plain);
             sink.write_all(&plain).await.map_err(|e| SnapshotError::Sink(e.to_string()))?;
             written += plain.len() as u64;
