@@ -98,7 +98,7 @@ enum Command {
     /// List your workspaces, pick the default one, see members and invite people
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
-    /// Create templates, upload their bundles and follow their builds
+    /// Create templates, upload and build versions, promote them to new sessions
     #[command(subcommand, long_about = TEMPLATE_LONG_ABOUT)]
     Template(TemplateCommand),
     /// Create dev sessions from templates; start, stop, sleep, restart and delete them
@@ -208,13 +208,17 @@ enum WorkspaceCommand {
 }
 
 const TEMPLATE_LONG_ABOUT: &str = "\
-Create templates, upload their bundles and follow their builds.
+Create templates, upload and build versions, promote them to new sessions.
 
 A template is a named image recipe in a workspace: a directory with a burstflare.toml manifest and
-a Dockerfile (the bundle). Each upload makes a new version (1, 2, …) and queues its build.
+a Dockerfile (the bundle). Each upload makes a new version (1, 2, …) and queues its build. New
+sessions get the template's active version: the one last promoted (after a canary, an approval
+when the workspace requires one, and a rollout to the runtime hosts), demoted or rolled back to.
 
   flare template upload go ./go-template -f
-  flare template show go";
+  flare template show go
+  flare template promote go
+  flare template catalog";
 
 #[derive(Subcommand)]
 enum TemplateCommand {
@@ -312,6 +316,8 @@ then prints its result and exits 0 when it succeeded, 1 when it failed or was ca
         /// The template's name
         name: String,
     },
+    #[command(flatten)]
+    Promotion(commands::promotion::PromotionCommand),
 }
 
 const SESSION_LONG_ABOUT: &str = "\
@@ -680,6 +686,7 @@ async fn run_template(ctx: &Ctx, cmd: TemplateCommand) -> anyhow::Result<Exit> {
             template::cancel(ctx, &name, version.as_deref()).await?
         }
         TemplateCommand::Archive { name } => template::archive(ctx, &name).await?,
+        TemplateCommand::Promotion(cmd) => return commands::promotion::run(ctx, cmd).await,
     }
     Ok(Exit::Ok)
 }

@@ -204,6 +204,13 @@ fn flare_template_help_matches_the_golden_files() {
     assert_golden(&["template", "--help"], "template.txt");
     assert_golden(&["template", "upload", "--help"], "template-upload.txt");
     assert_golden(&["template", "logs", "--help"], "template-logs.txt");
+    assert_golden(&["template", "promote", "--help"], "template-promote.txt");
+    assert_golden(&["template", "demote", "--help"], "template-demote.txt");
+    assert_golden(&["template", "rollback", "--help"], "template-rollback.txt");
+    assert_golden(&["template", "approve", "--help"], "template-approve.txt");
+    assert_golden(&["template", "promotions", "--help"], "template-promotions.txt");
+    assert_golden(&["template", "catalog", "--help"], "template-catalog.txt");
+    assert_golden(&["template", "policy", "--help"], "template-policy.txt");
 }
 
 #[test]

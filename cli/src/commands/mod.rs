@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod promotion;
 pub mod session;
 pub mod snapshot;
 pub mod ssh;

@@ -81,13 +81,13 @@ pub(crate) fn dash(s: Option<String>) -> String {
 }
 
 /// The server's 404 for a template (or a version, or a build) as a failure that names it.
-fn not_found_as(e: anyhow::Error, failure: impl FnOnce() -> Failure) -> anyhow::Error {
+pub(crate) fn not_found_as(e: anyhow::Error, failure: impl FnOnce() -> Failure) -> anyhow::Error {
     let not_found =
         e.chain().any(|c| c.downcast_ref::<ClientError>().is_some_and(ClientError::is_not_found));
     if not_found { failure().into() } else { e }
 }
 
-fn no_template(name: &str, ws: &str) -> Failure {
+pub(crate) fn no_template(name: &str, ws: &str) -> Failure {
     Failure::not_found(format!("there is no template {name} in workspace {ws}"))
         .hint("`flare template list` shows the workspace's templates")
 }
