@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod pages;
+pub mod promotions;
 pub mod routes;
 pub mod s3;
 pub mod sessions;

@@ -1149,13 +1149,25 @@ async fn template_detail(
         let v = Viewer::load(&s, Some(&p), &headers).await?;
         let ws = workspaces::summary(&c.workspace, c.role);
         let can_manage = policy::allows(c.role, Permission::ManageTemplates);
-        let markup = web::pages::template_detail(
+        let runs = crate::promotions::list(&s, &c, &name).await?;
+        let catalog = crate::promotions::catalog(&s, &c).await?;
+        let entry = catalog.entries.iter().find(|e| e.template_id == t.id);
+        let promotion_policy = crate::promotions::policy(&s, &c).await?;
+        let card = web::pages::TemplatePromotions {
+            runs: &runs,
+            entry,
+            revision: catalog.revision,
+            policy: &promotion_policy,
+            can_promote: policy::allows(c.role, Permission::PromoteTemplates),
+        };
+        let markup = web::pages::template_detail_with_promotions(
             &v.ctx(&s, Some(ws.slug.as_str())),
             &ws,
             &t,
             &versions,
             &builds,
             can_manage,
+            Some(&card),
         );
         Ok::<_, AppError>(page(StatusCode::OK, markup, v.flash.is_some()))
     }
@@ -1175,6 +1187,95 @@ async fn template_archive(
         &template_url(&c, &name),
         "Template archived: new sessions cannot start from it.",
     )
+}
+
+#[derive(Deserialize)]
+struct VersionForm {
+    #[serde(default)]
+    version: String,
+}
+
+/// Where the promotion forms come back to: the template page's Promotion card.
+fn promotion_back(c: &WorkspaceCtx, name: &str) -> String {
+    format!("{}#promotion", template_url(c, name))
+}
+
+fn started(r: Result<sdk::Promotion, AppError>, back: &str, what: &str) -> Response {
+    match r {
+        Ok(p) => done(
+            back,
+            true,
+            &format!("{what} of version {} started: this page shows its progress.", p.version),
+        ),
+        Err(e) => failed(back, e),
+    }
+}
+
+/// `POST /w/{ws}/templates/{name}/promote` (form: `version`).
+async fn template_promote(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+    Form(f): Form<VersionForm>,
+) -> Response {
+    let version = Some(f.version.trim().to_string()).filter(|v| !v.is_empty());
+    let req = sdk::PromoteRequest { version };
+    let r = crate::promotions::promote(&s, &m, &p, &c, &name, &req).await;
+    started(r, &promotion_back(&c, &name), "Promotion")
+}
+
+/// `POST /w/{ws}/templates/{name}/rollback` (form: `version`).
+async fn template_rollback(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+    Form(f): Form<VersionForm>,
+) -> Response {
+    let req = sdk::RollbackRequest { version: f.version.trim().to_string() };
+    let r = crate::promotions::rollback(&s, &m, &p, &c, &name, &req).await;
+    started(r, &promotion_back(&c, &name), "Rollback")
+}
+
+/// `POST /w/{ws}/templates/{name}/demote`.
+async fn template_demote(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> Response {
+    let r = crate::promotions::demote(&s, &m, &p, &c, &name).await;
+    started(r, &promotion_back(&c, &name), "Demotion")
+}
+
+/// `POST /w/{ws}/promotions/{id}/approve`: back to the template's page.
+async fn promotion_approve(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> Response {
+    let run = match crate::promotions::get(&s, &c, &id).await {
+        Ok(run) => run,
+        Err(e) => return render_error(e),
+    };
+    let back = promotion_back(&c, &run.template);
+    match crate::promotions::approve(&s, &m, &p, &c, &id).await {
+        Ok(r) => done(
+            &back,
+            true,
+            &format!(
+                "Approved: version {} of {} goes on to the catalog and the rollout.",
+                r.version, r.template
+            ),
+        ),
+        Err(e) => failed(&back, e),
+    }
 }
 
 async fn build_page(
@@ -1492,6 +1593,30 @@ pub fn routes() -> Vec<RouteDef> {
             "/w/{ws}/templates/{name}/archive",
             Workspace(P::ManageTemplates),
             post(template_archive),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/templates/{name}/promote",
+            Workspace(P::PromoteTemplates),
+            post(template_promote),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/templates/{name}/rollback",
+            Workspace(P::PromoteTemplates),
+            post(template_rollback),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/templates/{name}/demote",
+            Workspace(P::PromoteTemplates),
+            post(template_demote),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/w/{ws}/promotions/{id}/approve",
+            Workspace(P::PromoteTemplates),
+            post(promotion_approve),
         ),
         RouteDef::new(M::GET, "/w/{ws}/builds/{id}", Workspace(P::ViewWorkspace), get(build_page)),
         RouteDef::new(

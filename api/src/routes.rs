@@ -140,15 +140,23 @@ async fn guard_fn(
             Err(e) => return deny(guard.kind, e, &uri),
         };
         if !policy::allows(ws.role, permission) {
-            return deny(
-                guard.kind,
-                AppError::Forbidden("your role in this workspace does not allow this"),
-                &uri,
-            );
+            return deny(guard.kind, AppError::Forbidden(refusal(permission)), &uri);
         }
         req.extensions_mut().insert(ws);
     }
     next.run(req).await
+}
+
+/// Why the guard refuses a role `permission`: the same words for every route, and who may for
+/// the permissions whose holders are not obvious.
+fn refusal(permission: Permission) -> &'static str {
+    match permission {
+        Permission::PromoteTemplates => {
+            "your role in this workspace does not allow this: only owners and admins may \
+             promote, demote, roll back or approve template versions"
+        }
+        _ => "your role in this workspace does not allow this",
+    }
 }
 
 /// Resolves `{ws}` (a slug) and the caller's membership; a workspace the caller is not a member

@@ -198,6 +198,9 @@ pub async fn detail(
     detail_of(state, &t).await
 }
 
+/// Archives a template: no new sessions (running ones keep going), and it leaves the runtime
+/// catalog. A template with versions is archived by the `TemplatePromotion` workflow
+/// ([`crate::promotions::archive`]).
 pub async fn archive(
     state: &AppState,
     meta: &RequestMeta,
@@ -205,21 +208,7 @@ pub async fn archive(
     ctx: &WorkspaceCtx,
     name: &str,
 ) -> Result<sdk::TemplateDetail, AppError> {
-    let t = template_named(state, ctx, name).await?;
-    let (t, changed) = state.store.archive_template(&ctx.workspace.id, &t.id).await?;
-    if changed {
-        audit(
-            state,
-            meta,
-            principal,
-            ctx,
-            "template.archived",
-            ("template", t.id.to_string()),
-            serde_json::json!({ "name": t.name }),
-        )
-        .await?;
-    }
-    detail_of(state, &t).await
+    crate::promotions::archive(state, meta, principal, ctx, name).await
 }
 
 pub async fn versions(

@@ -4,14 +4,14 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Extension, Json};
 use domain::policy::Permission;
 use serde::Deserialize;
 
 use crate::auth::{Principal, RequestMeta};
 use crate::routes::{Access, RouteDef, WorkspaceCtx};
-use crate::{AppError, AppState, identity, sessions, templates, workspaces};
+use crate::{AppError, AppState, identity, promotions, sessions, templates, workspaces};
 
 type ApiResult<T> = Result<Json<T>, AppError>;
 
@@ -450,6 +450,109 @@ async fn tpl_archive(
     Ok(Json(templates::archive(&s, &m, &p, &c, &name).await?))
 }
 
+async fn ws_catalog(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<sdk::CatalogView> {
+    Ok(Json(promotions::catalog(&s, &c).await?))
+}
+
+/// An optional JSON body: none at all (or `{}`) is the default request.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> axum::extract::FromRequest<S>
+    for OptionalBody<T>
+{
+    type Rejection = AppError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        // Through `Bytes`, so the body size limit applies.
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| AppError::invalid("body", format!("body: {}", e.body_text())))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| AppError::invalid("body", format!("body: {e}")))
+    }
+}
+
+async fn tpl_promote(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+    OptionalBody(b): OptionalBody<sdk::PromoteRequest>,
+) -> Result<(StatusCode, Json<sdk::Promotion>), AppError> {
+    Ok((StatusCode::ACCEPTED, Json(promotions::promote(&s, &m, &p, &c, &name, &b).await?)))
+}
+
+async fn tpl_demote(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<sdk::Promotion>), AppError> {
+    Ok((StatusCode::ACCEPTED, Json(promotions::demote(&s, &m, &p, &c, &name).await?)))
+}
+
+async fn tpl_rollback(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+    Body(b): Body<sdk::RollbackRequest>,
+) -> Result<(StatusCode, Json<sdk::Promotion>), AppError> {
+    Ok((StatusCode::ACCEPTED, Json(promotions::rollback(&s, &m, &p, &c, &name, &b).await?)))
+}
+
+async fn tpl_promotions(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, name)): Path<(String, String)>,
+) -> ApiResult<Vec<sdk::Promotion>> {
+    Ok(Json(promotions::list(&s, &c, &name).await?))
+}
+
+async fn promotion_get(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<sdk::Promotion> {
+    Ok(Json(promotions::get(&s, &c, &id).await?))
+}
+
+async fn promotion_approve(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<sdk::Promotion> {
+    Ok(Json(promotions::approve(&s, &m, &p, &c, &id).await?))
+}
+
+async fn promotion_policy(
+    State(s): State<AppState>,
+    Extension(c): Extension<WorkspaceCtx>,
+) -> ApiResult<sdk::PromotionPolicy> {
+    Ok(Json(promotions::policy(&s, &c).await?))
+}
+
+async fn promotion_policy_set(
+    State(s): State<AppState>,
+    Meta(m): Meta,
+    Extension(p): Extension<Principal>,
+    Extension(c): Extension<WorkspaceCtx>,
+    Body(b): Body<sdk::PromotionPolicy>,
+) -> ApiResult<sdk::PromotionPolicy> {
+    Ok(Json(promotions::set_policy(&s, &m, &p, &c, &b).await?))
+}
+
 async fn tpl_versions(
     State(s): State<AppState>,
     Extension(c): Extension<WorkspaceCtx>,
@@ -822,6 +925,60 @@ pub fn routes() -> Vec<RouteDef> {
             "/api/v1/workspaces/{ws}/templates/{name}/archive",
             Workspace(P::ManageTemplates),
             post(tpl_archive),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates/{name}/promote",
+            Workspace(P::PromoteTemplates),
+            post(tpl_promote),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates/{name}/demote",
+            Workspace(P::PromoteTemplates),
+            post(tpl_demote),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/templates/{name}/rollback",
+            Workspace(P::PromoteTemplates),
+            post(tpl_rollback),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/templates/{name}/promotions",
+            Workspace(P::ViewWorkspace),
+            get(tpl_promotions),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/catalog",
+            Workspace(P::ViewWorkspace),
+            get(ws_catalog),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/promotions/{id}",
+            Workspace(P::ViewWorkspace),
+            get(promotion_get),
+        ),
+        RouteDef::new(
+            M::POST,
+            "/api/v1/workspaces/{ws}/promotions/{id}/approve",
+            Workspace(P::PromoteTemplates),
+            post(promotion_approve),
+        ),
+        RouteDef::new(
+            M::GET,
+            "/api/v1/workspaces/{ws}/promotion-policy",
+            Workspace(P::ViewWorkspace),
+            get(promotion_policy),
+        ),
+        RouteDef::new(
+            M::PUT,
+            "/api/v1/workspaces/{ws}/promotion-policy",
+            Workspace(P::ManageWorkspace),
+            put(promotion_policy_set),
         ),
         RouteDef::new(
             M::GET,
