@@ -16,6 +16,7 @@ mod flare_cli;
 mod health;
 mod helpers;
 mod identity;
+mod promotion_pages;
 mod promotions;
 mod sessions;
 mod shell;

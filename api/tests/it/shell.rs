@@ -325,7 +325,14 @@ pub async fn seed_template(
 }
 
 /// Adds a new member with `role` to `slug` (invited by `owner`, accepted through the API).
-async fn join_as(api: &Api, owner: &mut Browser, slug: &str, email: &str, role: &str) -> Browser {
+/// A browser signed up as `email` that joined `slug` with `role` through an invite of `owner`.
+pub async fn join_as(
+    api: &Api,
+    owner: &mut Browser,
+    slug: &str,
+    email: &str,
+    role: &str,
+) -> Browser {
     let inv = owner
         .post(&format!("/api/v1/workspaces/{slug}/invites"), json!({"email": email, "role": role}))
         .await;

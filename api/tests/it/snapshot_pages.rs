@@ -7,7 +7,7 @@ use domain::store::{NewSnapshot, UploadedSnapshot};
 use serde_json::json;
 
 use crate::browserish::{Api, Browser};
-use crate::shell::{api_with_storage, seed_store_session, seed_template, submit};
+use crate::shell::{api_with_storage, join_as, seed_store_session, seed_template, submit};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -92,20 +92,6 @@ fn has_save_button(html: &str) -> bool {
 }
 
 /// Adds a member with `role` to `slug`, invited by `owner` and accepted through the API.
-async fn join_as(api: &Api, owner: &mut Browser, slug: &str, email: &str, role: &str) -> Browser {
-    let inv = owner
-        .post(&format!("/api/v1/workspaces/{slug}/invites"), json!({"email": email, "role": role}))
-        .await;
-    assert_eq!(inv.status, 201, "{:?}", inv.body);
-    let token = inv.body["link"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
-    let mut b = api.browser();
-    b.sign_up(email, role).await;
-    b.load_csrf(api).await;
-    let r = b.post("/api/v1/invites/accept", json!({ "token": token })).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    b
-}
-
 async fn audit_of(b: &mut Browser, slug: &str) -> Vec<(String, String)> {
     let page = b.get(&format!("/api/v1/workspaces/{slug}/audit?limit=200")).await;
     assert_eq!(page.status, 200, "{:?}", page.body);
