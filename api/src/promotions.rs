@@ -422,6 +422,9 @@ async fn launch(
     }
 }
 
+/// The canary's exit code when the manifest's `user` does not exist in the image.
+pub const NO_USER: i64 = 97;
+
 /// The canary of `v`: its manifest's environment, session user, resources and smoke command.
 fn canary_of(v: &VersionRecord) -> Result<Canary, AppError> {
     let manifest: Manifest = serde_json::from_str(&v.manifest_json)
@@ -432,11 +435,21 @@ fn canary_of(v: &VersionRecord) -> Result<Canary, AppError> {
         .map(|e| (e.name.clone(), e.value.clone()))
         .chain(manifest.user.iter().map(|u| ("BURSTFLARE_SESSION_USER".to_owned(), u.clone())))
         .collect();
+    // The agent comes up whatever the session user is (it refuses logins only), so the canary
+    // checks that the manifest's user exists in the image before the template's own smoke
+    // command: exit code 97 says it does not. (`user` is validated as a plain name.)
+    let smoke = match (&manifest.user, &manifest.hooks.smoke) {
+        (Some(u), Some(smoke)) => {
+            Some(format!("id -u {u} >/dev/null 2>&1 || exit {NO_USER}\n{smoke}"))
+        }
+        (Some(u), None) => Some(format!("id -u {u} >/dev/null 2>&1 || exit {NO_USER}")),
+        (None, smoke) => smoke.clone(),
+    };
     Ok(Canary {
         env,
         cpu_millis: manifest.resources.cpu_millis,
         memory_mb: manifest.resources.memory_mb,
-        smoke: manifest.hooks.smoke.clone(),
+        smoke,
         smoke_timeout_secs: u64::from(manifest.hooks.smoke_timeout_secs),
     })
 }

@@ -417,13 +417,31 @@ async fn a_broken_version_fails_its_canary_and_the_previous_one_stays_active() {
     let actions = s.audit_actions().await;
     let failures = actions.iter().filter(|a| *a == "template.promote.failed").count();
     assert_eq!(failures, 2, "{actions:?}");
-    // Nothing is stuck: the same version can be tried again (and fails the same way).
+    // Version 4 names a session user its image does not have: the agent comes up, but the
+    // canary's user check fails (exit 97), before any smoke command.
+    let v4 = upload(&s, "shaky", |d| {
+        let path = d.join("burstflare.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("user = \"dev\"", "user = \"ghost\"")).unwrap();
+    })
+    .await;
     let p4 = s
+        .client
+        .promote_template(&s.ws, "shaky", &sdk::PromoteRequest { version: Some(v4) })
+        .await
+        .unwrap();
+    let failed4 = finished(&s, &p4.id).await;
+    assert_eq!(failed4.status, "failed", "{failed4:#?}");
+    let why = failed4.error.clone().unwrap_or_default();
+    assert!(why.contains("exited with code 97"), "{why}");
+    assert_eq!(entry(&s, "shaky").await.unwrap().version, "1");
+    // Nothing is stuck: the same version can be tried again (and fails the same way).
+    let p5 = s
         .client
         .promote_template(&s.ws, "shaky", &sdk::PromoteRequest { version: Some(v2) })
         .await
         .unwrap();
-    assert_eq!(finished(&s, &p4.id).await.status, "failed");
+    assert_eq!(finished(&s, &p5.id).await.status, "failed");
     s.client.delete_session(&s.ws, &d.id, true).await.unwrap();
     s.app.stop().await;
 }
