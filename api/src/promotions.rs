@@ -145,14 +145,6 @@ async fn view_one(
     view(state, template, r, &mut Users::default()).await
 }
 
-async fn template_named(
-    state: &AppState,
-    ctx: &WorkspaceCtx,
-    name: &str,
-) -> Result<TemplateRecord, AppError> {
-    state.store.template_by_name(&ctx.workspace.id, name).await?.ok_or(AppError::NotFound)
-}
-
 /// This workspace's promotion `id`; anything else (another workspace's, or not an id at all)
 /// is not found.
 async fn promotion_in(
@@ -464,7 +456,7 @@ pub async fn promote(
     name: &str,
     body: &sdk::PromoteRequest,
 ) -> Result<sdk::Promotion, AppError> {
-    let t = template_named(state, ctx, name).await?;
+    let t = crate::templates::template_named(state, ctx, name).await?;
     let versions = state.store.versions_of(&t.id).await?;
     let v = match &body.version {
         Some(raw) => version_named(&t, &versions, raw)?,
@@ -501,7 +493,7 @@ pub async fn demote(
     ctx: &WorkspaceCtx,
     name: &str,
 ) -> Result<sdk::Promotion, AppError> {
-    let t = template_named(state, ctx, name).await?;
+    let t = crate::templates::template_named(state, ctx, name).await?;
     refuse_archived(&t)?;
     let entry = entry_of(state, &t).await?.ok_or_else(|| {
         AppError::Conflict(format!(
@@ -537,7 +529,7 @@ pub async fn rollback(
     name: &str,
     body: &sdk::RollbackRequest,
 ) -> Result<sdk::Promotion, AppError> {
-    let t = template_named(state, ctx, name).await?;
+    let t = crate::templates::template_named(state, ctx, name).await?;
     let versions = state.store.versions_of(&t.id).await?;
     let v = version_named(&t, &versions, &body.version)?;
     refuse_archived(&t)?;
@@ -570,7 +562,7 @@ pub async fn list(
     ctx: &WorkspaceCtx,
     name: &str,
 ) -> Result<Vec<sdk::Promotion>, AppError> {
-    let t = template_named(state, ctx, name).await?;
+    let t = crate::templates::template_named(state, ctx, name).await?;
     let rows = state.store.promotions_of_template(&t.id, LIST_LIMIT).await?;
     let mut users = Users::default();
     let mut out = Vec::with_capacity(rows.len());
@@ -709,7 +701,7 @@ pub async fn archive(
     ctx: &WorkspaceCtx,
     name: &str,
 ) -> Result<sdk::TemplateDetail, AppError> {
-    let t = template_named(state, ctx, name).await?;
+    let t = crate::templates::template_named(state, ctx, name).await?;
     let versions = state.store.versions_of(&t.id).await?;
     let entry = entry_of(state, &t).await?;
     let Some(newest) = versions.first() else {

@@ -78,7 +78,8 @@ fn version_view(
     }
 }
 
-async fn template_named(
+/// The workspace's template called `name`; not found otherwise.
+pub(crate) async fn template_named(
     state: &AppState,
     ctx: &WorkspaceCtx,
     name: &str,
