@@ -22,6 +22,9 @@ use crate::{AppError, AppState};
 
 /// How long `?wait=…` waits before answering with the state at that moment.
 const WAIT: Duration = Duration::from_secs(120);
+/// How often `?wait=…` reads the session's row: a row read is cheap, and each tick of this is
+/// latency added to `flare session create` (BENCHMARKS.md, cold start).
+const WAIT_POLL: Duration = Duration::from_millis(50);
 /// Longest a session may run before it is stopped, whatever its activity.
 const MAX_LIFETIME_MINUTES: u32 = 24 * 60;
 const MAX_NAME_CHARS: usize = 63;
@@ -120,7 +123,7 @@ async fn wait_for(
         if done(&now.state) || now.state == "failed" || Instant::now() > deadline {
             return Ok(now);
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(WAIT_POLL).await;
     }
 }
 
@@ -403,7 +406,7 @@ pub async fn op(
             if reached || failed || Instant::now() > deadline {
                 break now;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(WAIT_POLL).await;
         }
     } else {
         s
