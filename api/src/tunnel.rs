@@ -423,6 +423,12 @@ impl NodeTunnel {
             .route("/v1/sessions/{session}/{generation}/{kind}", axum::routing::get(tunnel))
             .with_state(state);
         let task = tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            // SSH's handshake is many small writes each way: without it, each waits for a
+            // delayed ACK at this hop (BENCHMARKS.md, cold start).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!("node tunnel stopped: {e}");
             }

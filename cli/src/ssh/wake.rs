@@ -13,7 +13,7 @@ use crate::session::Authed;
 /// How long flare waits for a session to be running.
 pub const WAKE_LIMIT: Duration = Duration::from_secs(300);
 /// How often the session's state is read while waiting.
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_millis(150);
 /// A start that was accepted but left the session sleeping or stopped is asked again after this.
 const START_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
