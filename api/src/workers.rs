@@ -211,7 +211,16 @@ fn run_worker_thread<F>(
 where
     F: FnOnce() -> anyhow::Result<WorkerOptions>,
 {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Workflow code runs on this thread (the SDK keeps it in a LocalSet inside `block_on`);
+    // activities are spawned onto the runtime's own threads, so Docker calls, database writes
+    // and HTTP to agents no longer queue behind workflow tasks (BENCHMARKS.md, scale: workflow
+    // tasks waited 1.5 s at the median on one thread).
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("{}-act", name.chars().take(10).collect::<String>()))
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(anyhow::anyhow!("building the {name} runtime: {e}")));
