@@ -52,8 +52,9 @@ test: setup base-image agent ## What CI runs: setup --browser, base image, agent
 	$(CLIPPY_CMD)
 	$(WITH_TOOLS) $(TEST_CMD)
 
-bench: setup agent ## Run the benchmarks (not part of make test) and write BENCHMARKS.md
-	$(CARGO) run --release -p burstflare-bench -- $(BENCH_ARGS)
+bench: setup base-image agent ## Run the benchmarks (not part of make test) and write BENCHMARKS.md
+	$(CARGO) build --release -p burstflare-cli
+	$(WITH_TOOLS) $(CARGO) run --release -p burstflare-bench -- $(BENCH_ARGS)
 
 fmt: ## Format all Rust code
 	$(CARGO) fmt --all

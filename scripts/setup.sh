@@ -62,6 +62,7 @@ have ld.lld || need lld "ld.lld (fast linker, see .cargo/config.toml)"
 have runuser || need util-linux "runuser"
 have curl || need curl "curl"
 have zstd || need zstd "zstd (the floor of make bench)"
+have wrk || need wrk "wrk (the API load generator of make bench)"
 
 pg_ok=1
 for cmd in initdb pg_ctl postgres; do have "$cmd" || pg_ok=0; done

@@ -1,0 +1,369 @@
+//! Benchmark `cold-start`: a new session to the first output of a command over SSH, as a user
+//! gets it, against `docker run` of the same container and SSH straight to its agent.
+//!
+//! - **ours**: `flare session create --template bench --name N` (the server answers once the
+//!   session runs), then `flare ssh N -- echo ok` (ssh through `flare ssh --stdio`, the API and
+//!   the node tunnel) until `ok` is on its stdout;
+//! - **floor**: `docker run -d` of the sessions' image with the same agent bind-mounted as its
+//!   entrypoint, the same env, limits and security options, its port published on 127.0.0.1;
+//!   `GET /ready` every 5 ms until it answers; then the same `ssh -- echo ok` with a ProxyCommand
+//!   that goes straight to the agent's published port (`burstflare-bench __ws-stdio`).
+//!
+//! Ours and the floor alternate (which goes first flips every run). Each of ours' runs is taken
+//! apart from the workflow history, session events and audit rows ([`crate::timeline`]).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::platform::{self, FloorContainer, Platform, docker_owned, now_ms, time_to_output};
+use crate::report::{Section, table};
+use crate::stats::Summary;
+use crate::timeline::{self, Timeline};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub runs: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    pub runs: usize,
+    /// Seconds: ours whole, its create part and its ssh part.
+    pub ours: Vec<f64>,
+    pub ours_create: Vec<f64>,
+    pub ours_ssh: Vec<f64>,
+    /// Seconds: the floor whole, docker run, waiting for /ready, ssh.
+    pub floor: Vec<f64>,
+    pub floor_run: Vec<f64>,
+    pub floor_ready: Vec<f64>,
+    pub floor_ssh: Vec<f64>,
+    pub ours_timelines: Vec<Timeline>,
+    pub floor_timelines: Vec<Timeline>,
+    /// Milliseconds of each run's workflow (start → state.running recorded): in activities,
+    /// waiting for a worker, and the rest (workflow tasks, the server).
+    pub workflow_split: Vec<(f64, f64, f64)>,
+    pub image: String,
+    pub cores: usize,
+}
+
+impl Results {
+    pub fn ratios(&self) -> Vec<f64> {
+        self.ours.iter().zip(&self.floor).map(|(o, f)| o / f).collect()
+    }
+
+    pub fn ratio(&self) -> Option<Summary> {
+        Summary::of(&self.ratios())
+    }
+}
+
+pub async fn run(p: &Platform, opts: &Options) -> anyhow::Result<Results> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let mut r = Results {
+        runs: opts.runs,
+        image: p.image.clone(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ..Default::default()
+    };
+    // The floor runs with the env the sessions' containers get.
+    let warm = p.create_session("cs-warm").await?;
+    let env = p.session_env(&p.container_of(&warm.id).await?.name).await?;
+    p.delete_session(&warm.id).await?;
+    // One untimed round of each first.
+    ours_once(p, "cs-warmup").await?;
+    floor_once(p, &http, &env, "warmup").await?;
+    for i in 0..opts.runs {
+        eprintln!("burstflare-bench: cold-start run {}/{}", i + 1, opts.runs);
+        let floor_first = i % 2 == 1;
+        if floor_first {
+            push_floor(&mut r, floor_once(p, &http, &env, &i.to_string()).await?);
+        }
+        let o = ours_once(p, &format!("cs-{i}")).await?;
+        r.ours.push(o.total);
+        r.ours_create.push(o.create);
+        r.ours_ssh.push(o.total - o.create);
+        r.ours_timelines.push(o.timeline);
+        r.workflow_split.push(o.split);
+        if !floor_first {
+            push_floor(&mut r, floor_once(p, &http, &env, &i.to_string()).await?);
+        }
+    }
+    Ok(r)
+}
+
+fn push_floor(r: &mut Results, f: FloorRun) {
+    r.floor.push(f.total);
+    r.floor_run.push(f.run);
+    r.floor_ready.push(f.ready);
+    r.floor_ssh.push(f.total - f.run - f.ready);
+    r.floor_timelines.push(f.timeline);
+}
+
+struct OursRun {
+    total: f64,
+    create: f64,
+    timeline: Timeline,
+    split: (f64, f64, f64),
+}
+
+async fn ours_once(p: &Platform, name: &str) -> anyhow::Result<OursRun> {
+    let t0 = now_ms();
+    let started = Instant::now();
+    let mut create = p.flare_cmd(&[
+        "session",
+        "create",
+        "--template",
+        platform::TEMPLATE,
+        "--name",
+        name,
+        "--output",
+        "json",
+    ]);
+    let out = platform::run_output(&mut create, Duration::from_secs(180)).await?;
+    let create_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(out.status.success(), "flare session create: {}", platform::stderr_of(&out));
+    let s: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("flare session create's JSON")?;
+    let id = s["id"].as_str().context("the session's id")?.to_string();
+    let workflow_id = s["workflow_id"].as_str().context("the workflow id")?.to_string();
+    let created_at = s["created_at"].as_f64().unwrap_or(t0);
+    let ssh_spawn = started.elapsed().as_secs_f64();
+    let mut ssh = p.flare_cmd(&["ssh", name, "--", "echo", "ok"]);
+    let to_output = time_to_output(&mut ssh, b"ok\n", Duration::from_secs(180)).await;
+    let total = ssh_spawn + to_output.as_ref().copied().unwrap_or(0.0);
+    // Where the time went, before the session goes.
+    let tl = async {
+        let h = timeline::session_history(p, &workflow_id).await?;
+        let events = timeline::session_events(p, &id).await?;
+        let audit = timeline::connect_audit(p, &id).await?;
+        let mut tl = Timeline::default();
+        tl.push("flare session create spawned", 0.0);
+        tl.push("API: session row written (accepted)", created_at - t0);
+        tl.push("workflow started", h.started - t0);
+        timeline::workflow_steps(&mut tl, &h, &events, t0, h.started);
+        tl.push("flare session create returned", create_secs * 1000.0);
+        tl.push("flare ssh spawned", ssh_spawn * 1000.0);
+        let mut tokens = 0;
+        for (action, at) in &audit {
+            let label = match action.as_str() {
+                "session.runtime_token.issue" => {
+                    tokens += 1;
+                    if tokens == 1 {
+                        "runtime token issued (flare ssh, pinning)"
+                    } else {
+                        "runtime token issued (ProxyCommand flare ssh --stdio)"
+                    }
+                }
+                _ => "API: WebSocket through to the agent (connect.open)",
+            };
+            tl.push(label, at - t0);
+        }
+        tl.push("`ok` read from ssh's stdout", total * 1000.0);
+        let running = events
+            .iter()
+            .find(|(k, _)| k == "state.running")
+            .map_or(h.started, |(_, at)| *at)
+            .max(h.started);
+        let done = h
+            .activities
+            .iter()
+            .filter_map(|a| a.completed)
+            .filter(|c| *c >= running)
+            .fold(running, f64::min);
+        anyhow::Ok((tl, timeline::split_workflow_time(&h, h.started, done)))
+    }
+    .await;
+    p.delete_session(&id).await?;
+    to_output.with_context(|| format!("flare ssh {name} -- echo ok"))?;
+    let (timeline, split) = tl?;
+    Ok(OursRun { total, create: create_secs, timeline, split })
+}
+
+struct FloorRun {
+    total: f64,
+    run: f64,
+    ready: f64,
+    timeline: Timeline,
+}
+
+async fn floor_once(
+    p: &Platform,
+    http: &reqwest::Client,
+    env: &[String],
+    tag: &str,
+) -> anyhow::Result<FloorRun> {
+    let name = format!("bfbench-cold-{tag}-{}", std::process::id());
+    let data = p.scratch.join(format!("floor-cold-{tag}"));
+    std::fs::create_dir_all(&data)?;
+    let seed = format!("floor-cold-{tag}");
+    let f = FloorContainer {
+        name: &name,
+        seed: &seed,
+        port: platform::free_port()?,
+        data: &data,
+        mounts: &[],
+        env,
+    };
+    let mut args = vec!["run".to_string(), "-d".to_string()];
+    args.extend(p.floor_container_args(&f)?);
+    let direct = p.direct_to_floor(&f)?;
+    let started = Instant::now();
+    let result = async {
+        docker_owned(&args).await?;
+        let run = started.elapsed().as_secs_f64();
+        platform::wait_agent_ready(http, f.port).await?;
+        let ready = started.elapsed().as_secs_f64() - run;
+        let ssh_spawn = started.elapsed().as_secs_f64();
+        let mut ssh = p.ssh_direct("ssh", &direct)?;
+        ssh.args(["--", &direct.alias, "echo", "ok"]).stdin(std::process::Stdio::null());
+        let out = time_to_output(&mut ssh, b"ok\n", Duration::from_secs(120)).await?;
+        let total = ssh_spawn + out;
+        let mut tl = Timeline::default();
+        tl.push("docker run spawned", 0.0);
+        tl.push("docker run returned (container started)", run * 1000.0);
+        tl.push("agent answered /ready", (run + ready) * 1000.0);
+        tl.push("`ok` read from ssh's stdout", total * 1000.0);
+        anyhow::Ok(FloorRun { total, run, ready, timeline: tl })
+    }
+    .await;
+    let _ = platform::docker(&["rm", "-f", &name]).await;
+    let _ = std::fs::remove_dir_all(&data);
+    result
+}
+
+fn row(what: &str, s: &[f64]) -> Vec<String> {
+    match Summary::of(s) {
+        Some(s) => vec![
+            what.to_string(),
+            format!("{:.3}", s.min),
+            format!("{:.3}", s.median),
+            format!("{:.3}", s.p95),
+        ],
+        None => vec![what.to_string(), "–".into(), "–".into(), "–".into()],
+    }
+}
+
+pub fn section(r: &Results) -> Section {
+    let mut b = String::new();
+    b += &format!(
+        "{} runs of each, alternating. Image: `{}` (the sample template `devbox`, built FROM \
+         `burstflare/base`).\n\n",
+        r.runs, r.image
+    );
+    b += &table(
+        &["measurement", "min s", "median s", "p95 s"],
+        &[
+            row("ours: create → `ok` over `flare ssh`", &r.ours),
+            row("  `flare session create` (answers once running)", &r.ours_create),
+            row("  `flare ssh NAME -- echo ok`", &r.ours_ssh),
+            row("floor: `docker run` → `ok` over ssh to the agent's port", &r.floor),
+            row("  `docker run -d` (returns once started)", &r.floor_run),
+            row("  until the agent answers `/ready`", &r.floor_ready),
+            row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
+        ],
+    );
+    b += "\np95 is the nearest rank (the slowest run below 20 runs).\n\n";
+    if let Some(ratio) = r.ratio() {
+        let median = Summary::of(&r.ours).map_or(0.0, |s| s.median);
+        let met_ratio = ratio.median <= 1.5;
+        let met_abs = median < 1.0;
+        b += &format!(
+            "**Ratio:** ours / floor = **{:.2}×** (median of the per-run ratios; runs {:.2}–{:.2}). \
+             Target ≤ 1.5×: **{}**. Target under 1 s on a {}-core machine: ours' median is {:.2} s: \
+             **{}**.\n\n",
+            ratio.median,
+            ratio.min,
+            ratio.max,
+            if met_ratio { "met" } else { "missed" },
+            r.cores,
+            median,
+            if met_abs { "met" } else { "missed" },
+        );
+    }
+    b += "**What is measured.** Ours: `flare session create --template bench --name N --output \
+          json` (the server holds the request until the session runs), then `flare ssh N -- echo \
+          ok` until `ok` is on its stdout: flare resolves the session, checks its key is \
+          registered, takes a runtime token to pin the host key, and runs OpenSSH, whose \
+          ProxyCommand `flare ssh --stdio` takes a runtime token of its own and opens the \
+          WebSocket through the API and the node tunnel to the agent. The floor is the same \
+          container without the control plane: `docker run -d` of the same image with the same \
+          agent bind-mounted as its entrypoint and the same env, limits and security options, its \
+          port published on 127.0.0.1, `GET /ready` every 5 ms, then the same OpenSSH command \
+          with the same options and key, its ProxyCommand a WebSocket straight to the agent's \
+          published port. Each session is deleted (and each floor container removed) after its \
+          run, outside the timing.\n\n";
+    b += "### Where the time goes (ours)\n\nMilliseconds since `flare session create` was \
+          spawned, medians over the runs: the bench's clock for the commands, the `Session` \
+          workflow's history for its start and each activity's completion, the session's events \
+          for what each `session.record` wrote, and the audit log for the runtime tokens and the \
+          connection opening at the API.\n\n";
+    b += &timeline::render(&r.ours_timelines);
+    b += "\nThe floor, the same way:\n\n";
+    b += &timeline::render(&r.floor_timelines);
+    b += &format!("\n{}\n", findings(r));
+    Section { title: "Cold start".into(), body: b }
+}
+
+/// The findings paragraph, written from the numbers.
+pub fn findings(r: &Results) -> String {
+    let t = &r.ours_timelines;
+    let m = |a: &str, b: &str| timeline::median_between(t, a, b).unwrap_or(f64::NAN);
+    let total = Summary::of(&r.ours).map_or(f64::NAN, |s| s.median * 1000.0);
+    let floor = Summary::of(&r.floor).map_or(f64::NAN, |s| s.median * 1000.0);
+    let floor_run = Summary::of(&r.floor_run).map_or(f64::NAN, |s| s.median * 1000.0);
+    let floor_ssh = Summary::of(&r.floor_ssh).map_or(f64::NAN, |s| s.median * 1000.0);
+    let accept = m("flare session create spawned", "workflow started");
+    let workflow = m("workflow started", "session.record (state.running) done");
+    let answer = m("session.record (state.running) done", "flare session create returned");
+    let start_container = m("session.ensure_container done", "session.start_container done");
+    let ssh_total = m("flare ssh spawned", "`ok` read from ssh's stdout");
+    let to_proxy = m("flare ssh spawned", "runtime token issued (ProxyCommand flare ssh --stdio)");
+    let proxy_to_open = m(
+        "runtime token issued (ProxyCommand flare ssh --stdio)",
+        "API: WebSocket through to the agent (connect.open)",
+    );
+    let open_to_ok =
+        m("API: WebSocket through to the agent (connect.open)", "`ok` read from ssh's stdout");
+    let split = |i: usize| {
+        let v: Vec<f64> = r
+            .workflow_split
+            .iter()
+            .map(|s| match i {
+                0 => s.0,
+                1 => s.1,
+                _ => s.2,
+            })
+            .collect();
+        Summary::of(&v).map_or(f64::NAN, |s| s.median)
+    };
+    format!(
+        "**Findings.** Ours takes {total:.0} ms at the median, the floor {floor:.0} ms \
+         (`docker run` {floor_run:.0} ms, its ssh {floor_ssh:.0} ms). Of ours: \
+         {accept:.0} ms until the workflow starts (flare's start-up, the API writing the row and \
+         starting the workflow); {workflow:.0} ms of workflow until `state.running` is recorded, \
+         of which {:.0} ms run in activities, {:.0} ms wait for a worker to pick an activity up \
+         and {:.0} ms are workflow tasks and the server between them (each of the start's \
+         activities, `session.record` ×3, `session.pick_node`, `snapshot.latest`, is a round trip \
+         through the Temporal dev server); `session.start_container` alone ({start_container:.0} \
+         ms after the container was created) is `docker start` then `GET /ready` every 200 ms \
+         with a `docker inspect` each time (`activities/src/node.rs`, `start_container`), where \
+         the floor polls every 5 ms; then {answer:.0} ms until `flare session create` returns: \
+         the API polls the database every 250 ms while it holds the request \
+         (`api/src/sessions.rs`, `wait_for`). `flare ssh` takes {ssh_total:.0} ms to `ok` (the \
+         floor's ssh {floor_ssh:.0} ms): {to_proxy:.0} ms until the ProxyCommand's runtime token \
+         is issued (flare resolving the session, listing keys, a first runtime token to pin the \
+         host key and its revocation, exec of ssh, the ProxyCommand's own start and token), \
+         {proxy_to_open:.0} ms until the WebSocket is through to the agent, and {open_to_ok:.0} \
+         ms of SSH handshake, authentication and the command through the tunnel, where the \
+         floor's whole ssh, its own process start included, takes {floor_ssh:.0} ms. The SSH \
+         handshake is a series of small writes each way; a likely cause of that gap is Nagle's \
+         algorithm on the node tunnel's accepted connections: `NodeTunnel::start` \
+         (`api/src/tunnel.rs`) serves with `axum::serve(listener, app)` without the \
+         `tap_io(|tcp| tcp.set_nodelay(true))` that `http::serve` (`api/src/http.rs`) gives \
+         the API's connections, so agent → client bytes leaving the tunnel towards the API can \
+         wait for a delayed ACK.",
+        split(0),
+        split(1),
+        split(2),
+    )
+}
