@@ -345,23 +345,20 @@ pub fn findings(r: &Results) -> String {
          and {:.0} ms are workflow tasks and the server between them (each of the start's \
          activities, `session.record` ×3, `session.pick_node`, `snapshot.latest`, is a round trip \
          through the Temporal dev server); `session.start_container` alone ({start_container:.0} \
-         ms after the container was created) is `docker start` then `GET /ready` every 200 ms \
-         with a `docker inspect` each time (`activities/src/node.rs`, `start_container`), where \
-         the floor polls every 5 ms; then {answer:.0} ms until `flare session create` returns: \
-         the API polls the database every 250 ms while it holds the request \
-         (`api/src/sessions.rs`, `wait_for`). `flare ssh` takes {ssh_total:.0} ms to `ok` (the \
-         floor's ssh {floor_ssh:.0} ms): {to_proxy:.0} ms until the ProxyCommand's runtime token \
-         is issued (flare resolving the session, listing keys, a first runtime token to pin the \
-         host key and its revocation, exec of ssh, the ProxyCommand's own start and token), \
-         {proxy_to_open:.0} ms until the WebSocket is through to the agent, and {open_to_ok:.0} \
-         ms of SSH handshake, authentication and the command through the tunnel, where the \
-         floor's whole ssh, its own process start included, takes {floor_ssh:.0} ms. The SSH \
-         handshake is a series of small writes each way; a likely cause of that gap is Nagle's \
-         algorithm on the node tunnel's accepted connections: `NodeTunnel::start` \
-         (`api/src/tunnel.rs`) serves with `axum::serve(listener, app)` without the \
-         `tap_io(|tcp| tcp.set_nodelay(true))` that `http::serve` (`api/src/http.rs`) gives \
-         the API's connections, so agent → client bytes leaving the tunnel towards the API can \
-         wait for a delayed ACK.",
+         ms after the container was created) is `docker start`, then `GET /ready` polled with a \
+         `docker inspect` between tries (`activities/src/node.rs`, `start_container`), where the \
+         floor's `docker run` returns with the container started and polls `/ready` every 5 ms; \
+         then {answer:.0} ms until `flare session create` returns: the API polls the session row \
+         while it holds the request (`api/src/sessions.rs`, `wait_for`). `flare ssh` takes \
+         {ssh_total:.0} ms to `ok` (the floor's ssh {floor_ssh:.0} ms): {to_proxy:.0} ms until \
+         the ProxyCommand's runtime token is issued (flare resolving the session, listing keys, \
+         a first runtime token to pin the host key and its revocation, exec of ssh, the \
+         ProxyCommand's own start and token), {proxy_to_open:.0} ms until the WebSocket is \
+         through to the agent, and {open_to_ok:.0} ms of SSH handshake, authentication and the \
+         command, where the floor's whole ssh, its own process start included, takes \
+         {floor_ssh:.0} ms: the handshake's round trips cross flare's bridge, the API's \
+         WebSocket proxy and the node tunnel (`api/src/connect.rs`, `api/src/tunnel.rs`) \
+         instead of one bridge.",
         split(0),
         split(1),
         split(2),

@@ -1,6 +1,7 @@
 //! The raw Temporal floor of the `scale` benchmark: a workflow that runs one activity that does
-//! nothing, served by a worker built like the platform's (its own thread, a current-thread
-//! Tokio runtime, `api/src/workers.rs`) on a task queue of its own, against the same dev server.
+//! nothing, served by a worker built like the platform's (`api/src/workers.rs`,
+//! `run_worker_thread`: a thread of its own blocking on a 2-thread Tokio runtime, the SDK's
+//! default tuner) on a task queue of its own, against the same dev server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,12 @@ impl NoopWorker {
         let (done_tx, done_rx) = oneshot::channel();
         let queue = task_queue.to_string();
         std::thread::Builder::new().name("bench-noop".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("bench-noop-act")
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.into()));

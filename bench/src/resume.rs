@@ -359,8 +359,8 @@ pub fn findings(r: &Results) -> String {
          {running:.0} ms after flare was spawned; the restore through the agent \
          (`snapshot.restore`) takes {restore:.0} ms of it. Then {poll:.0} ms pass \
          before flare takes its first runtime token: `flare ssh` asks for `start` without \
-         waiting and then reads the session's state once a second (`cli/src/ssh/wake.rs`, \
-         `POLL`), so it notices `running` up to a second late, {:.0} ms at the median here. \
+         waiting and then polls the session's state (`cli/src/ssh/wake.rs`, `POLL`), so it \
+         notices `running` up to one poll interval late: {:.0} ms at the median here. \
          From that token to `ok`: {connect:.0} ms (pinning, exec of ssh, the ProxyCommand's \
          token, the WebSocket through the API and the node tunnel, the SSH handshake and the \
          command); the floor's ssh takes {floor_ssh:.0} ms.",

@@ -383,14 +383,12 @@ pub fn findings(r: &Results) -> String {
          sessions. Activities slowed down under the load too: `session.record` ran {:.0} ms at \
          the median (about 20 ms alone, see cold start), `session.start_container` waited {:.0} \
          ms and ran {:.0} ms, `session.ensure_container` waited {:.0} ms and ran {:.0} ms. The \
-         control worker runs on one thread (a current-thread Tokio runtime, \
-         `api/src/workers.rs`, `Workers::start` / `run_worker_thread`) and serves every \
-         session's workflow tasks and the control activities (`session.record`, \
-         `session.pick_node`, `snapshot.latest`, each a database write or read on SQLite) on \
-         that one thread, with the SDK's default tuner (100 slots of each kind, \
-         `FixedSizeSlotSupplier`): slots do not run out at 100 sessions, the thread and the \
-         Temporal dev server do. The floor's worker is built the same way but its workflows do \
-         nothing, which is why it reaches its rate.",
+         control worker (`api/src/workers.rs`) serves every session's workflow tasks and the \
+         control activities (`session.record`, `session.pick_node`, `snapshot.latest`, each a \
+         database write or read on SQLite), with the SDK's default tuner (100 slots of each \
+         kind, `FixedSizeSlotSupplier`): slots do not run out at 100 sessions, so the waits \
+         point at the thread the worker runs workflow code on and at the Temporal dev server. \
+         The floor's worker is built the same way but its workflows do nothing.",
         wft_s.map_or(f64::NAN, |s| s.median),
         wft_s.map_or(f64::NAN, |s| s.max),
         per_session / 1000.0,
