@@ -63,6 +63,11 @@ impl NodeActivities {
     }
 }
 
+/// How often `session.start_container` tries the agent's `/ready`.
+const READY_TICK: Duration = Duration::from_millis(10);
+/// How often, meanwhile, it asks the runtime whether the container still runs.
+const INSPECT_EVERY: Duration = Duration::from_millis(250);
+
 /// The Docker engine a node reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeReport {
@@ -179,6 +184,7 @@ impl NodeActivities {
     ) -> Result<AgentReady, ActivityError> {
         let mut info = self.runtime.start(&name).await.map_err(runtime_err)?;
         let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last_inspect = Instant::now();
         loop {
             if !info.running {
                 let tail = self.runtime.logs_tail(&name, 20).await;
@@ -205,15 +211,21 @@ impl NodeActivities {
                 );
             }
             let _ = ctx.record_heartbeat(()).await;
-            // The agent is usually ready within a few hundred ms: each tick of this is latency
-            // added to every session start (BENCHMARKS.md, cold start).
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            info = self
-                .runtime
-                .inspect(&name)
-                .await
-                .map_err(runtime_err)?
-                .ok_or_else(|| anyhow::anyhow!("{name} disappeared while starting"))?;
+            // The agent is usually ready a few ms after `docker start` returns: each tick here
+            // is latency added to every session start (BENCHMARKS.md, cold start). A refused
+            // connection to loopback costs next to nothing, so `/ready` is tried every 10 ms,
+            // and the container is inspected (has it exited? its port, if it had none yet)
+            // only every 250 ms.
+            tokio::time::sleep(READY_TICK).await;
+            if info.agent_port.is_none() || last_inspect.elapsed() >= INSPECT_EVERY {
+                info = self
+                    .runtime
+                    .inspect(&name)
+                    .await
+                    .map_err(runtime_err)?
+                    .ok_or_else(|| anyhow::anyhow!("{name} disappeared while starting"))?;
+                last_inspect = Instant::now();
+            }
         }
     }
 

@@ -22,8 +22,9 @@ use crate::{AppError, AppState};
 
 /// How long `?wait=…` waits before answering with the state at that moment.
 const WAIT: Duration = Duration::from_secs(120);
-/// How often `?wait=…` reads the session's row: a row read is cheap, and each tick of this is
-/// latency added to `flare session create` (BENCHMARKS.md, cold start).
+/// How often `?wait=…` reads the session's row when no write of it is heard (a worker in
+/// another process writes it): each tick of this is latency added to `flare session create`
+/// (BENCHMARKS.md, cold start).
 const WAIT_POLL: Duration = Duration::from_millis(50);
 /// Longest a session may run before it is stopped, whatever its activity.
 const MAX_LIFETIME_MINUTES: u32 = 24 * 60;
@@ -111,20 +112,43 @@ async fn audit(
     crate::workspaces::audit(state, meta, principal, &ctx.workspace, action, target, detail).await
 }
 
-/// Polls the database until `done` says the session got where it was going, or [`WAIT`].
+/// Reads the database until `done` says the session got where it was going, or [`WAIT`]: again
+/// at once when this process writes the session's row, else every [`WAIT_POLL`].
 async fn wait_for(
     state: &AppState,
     s: &SessionRecord,
     done: impl Fn(&str) -> bool,
 ) -> Result<SessionRecord, AppError> {
     let deadline = Instant::now() + WAIT;
+    let mut writes = state.store.session_writes();
     loop {
         let now = state.store.session_by_id(&s.id).await?.ok_or(AppError::NotFound)?;
         if done(&now.state) || now.state == "failed" || Instant::now() > deadline {
             return Ok(now);
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        next_write(&mut writes, &s.id).await;
     }
+}
+
+/// Returns when `writes` hears a write of session `id` (or lost count of them), or after
+/// [`WAIT_POLL`], whichever comes first.
+async fn next_write(
+    writes: &mut tokio::sync::broadcast::Receiver<String>,
+    id: &domain::ids::SessionId,
+) {
+    let heard = async {
+        loop {
+            match writes.recv().await {
+                Ok(written) if written == id.as_str() => return,
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(WAIT_POLL, heard).await;
 }
 
 pub async fn create(
@@ -398,6 +422,7 @@ pub async fn op(
         let restart = parsed == workflows::session::Op::Restart;
         let target = target.clone();
         let deadline = Instant::now() + WAIT;
+        let mut writes = state.store.session_writes();
         loop {
             let now = state.store.session_by_id(&s.id).await?.ok_or(AppError::NotFound)?;
             let reached = now.state == target && (!restart || now.started_at.unwrap_or(0) > before);
@@ -406,7 +431,7 @@ pub async fn op(
             if reached || failed || Instant::now() > deadline {
                 break now;
             }
-            tokio::time::sleep(WAIT_POLL).await;
+            next_write(&mut writes, &s.id).await;
         }
     } else {
         s

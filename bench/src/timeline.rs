@@ -1,6 +1,7 @@
 //! Where the time of a session start goes, from what the platform records anyway: the
 //! `Session` workflow's history (when it started, when each activity was scheduled, picked up
-//! and completed, the workflow tasks in between), the session's events (`session.record`), and
+//! and completed, each local activity's marker with its own schedule and completion times, the
+//! workflow tasks in between), the session's events (`session.record`), and
 //! the audit log (runtime tokens issued, the SSH connection opened at the API), next to the
 //! bench's own clock (commands spawned, output read). All are unix milliseconds of this
 //! machine's clock.
@@ -18,6 +19,8 @@ use crate::stats::Summary;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Activity {
     pub name: String,
+    /// A local activity: run by the workflow's own worker inside a workflow task, never queued.
+    pub local: bool,
     pub scheduled: f64,
     pub started: Option<f64>,
     pub completed: Option<f64>,
@@ -57,7 +60,13 @@ pub fn parse_history(json: &serde_json::Value) -> anyhow::Result<History> {
             "ActivityTaskScheduled" => {
                 let name = attrs["activity_type"]["name"].as_str().unwrap_or("?").to_string();
                 by_id.insert(id, h.activities.len());
-                h.activities.push(Activity { name, scheduled: at, started: None, completed: None });
+                h.activities.push(Activity {
+                    name,
+                    local: false,
+                    scheduled: at,
+                    started: None,
+                    completed: None,
+                });
             }
             "ActivityTaskStarted" => {
                 if let Some(&i) = by_id.get(&sched) {
@@ -68,6 +77,9 @@ pub fn parse_history(json: &serde_json::Value) -> anyhow::Result<History> {
                 if let Some(&i) = by_id.get(&sched) {
                     h.activities[i].completed = Some(at);
                 }
+            }
+            "MarkerRecorded" if attrs["marker_name"] == "core_local_activity" => {
+                h.activities.push(local_activity(attrs)?);
             }
             "WorkflowTaskScheduled" => {
                 wft.insert(id, h.workflow_tasks.len());
@@ -86,7 +98,35 @@ pub fn parse_history(json: &serde_json::Value) -> anyhow::Result<History> {
             _ => {}
         }
     }
+    // A local activity's marker is written when its workflow task completes, after the
+    // activity ran: order by when each was scheduled.
+    h.activities.sort_by(|a, b| a.scheduled.total_cmp(&b.scheduled));
     Ok(h)
+}
+
+/// A local activity from its marker, whose data (JSON, base64 in the payload) carries its type
+/// and when it completed. Its `original_schedule_time` is not when it was scheduled (it is
+/// often after `complete_time`), so a local activity counts as an instant at its completion:
+/// never queued, and its run time falls to the workflow task that ran it.
+fn local_activity(attrs: &serde_json::Value) -> anyhow::Result<Activity> {
+    use base64::Engine as _;
+    let data = attrs["details"]["data"]["payloads"][0]["data"]
+        .as_str()
+        .context("a local activity marker without data")?;
+    let data: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data)?)?;
+    let t = &data["complete_time"];
+    let done = t["seconds"].as_i64().context("a local activity marker without complete_time")?
+        as f64
+        * 1000.0
+        + t["nanos"].as_i64().unwrap_or(0) as f64 / 1e6;
+    Ok(Activity {
+        name: data["activity_type"].as_str().unwrap_or("?").to_string(),
+        local: true,
+        scheduled: done,
+        started: Some(done),
+        completed: Some(done),
+    })
 }
 
 /// The history of a session's workflow (its latest run).
@@ -252,6 +292,54 @@ mod tests {
         workflow_steps(&mut tl, &p, &[("op.start".into(), t0 + 25.0)], t0, t0);
         assert_eq!(tl.steps[0].0, "session.record (op.start) done");
         assert_eq!(tl.steps[1].0, "session.start_container done");
+    }
+
+    #[test]
+    fn local_activities_come_from_their_markers_in_the_order_they_ran() {
+        use base64::Engine as _;
+        let marker = |name: &str, sched_ms: i64, done_ms: i64| {
+            let t = |ms: i64| json!({"seconds": 1_767_225_600 + ms / 1000, "nanos": (ms % 1000) * 1_000_000});
+            let data = json!({"seq": 1, "activity_type": name, "original_schedule_time": t(sched_ms + 50), "complete_time": t(done_ms)});
+            let b64 = base64::engine::general_purpose::STANDARD.encode(data.to_string());
+            json!({"marker_name": "core_local_activity", "details": {"data": {"payloads": [{"data": b64}]}}})
+        };
+        let h = json!({"events": [
+            ev(1, "00.000", "WorkflowExecutionStarted", json!({})),
+            ev(2, "00.020", "MarkerRecorded", json!({"marker_name": "core_patch", "details": {}})),
+            ev(3, "00.030", "MarkerRecorded", marker("session.pick_node", 12, 15)),
+            ev(4, "00.030", "MarkerRecorded", marker("session.record", 5, 10)),
+            ev(5, "00.031", "ActivityTaskScheduled", json!({"activity_type": {"name": "session.ensure_container"}})),
+        ]});
+        let p = parse_history(&h).unwrap();
+        let names: Vec<(&str, bool)> =
+            p.activities.iter().map(|a| (a.name.as_str(), a.local)).collect();
+        assert_eq!(
+            names,
+            [
+                ("session.record", true),
+                ("session.pick_node", true),
+                ("session.ensure_container", false)
+            ]
+        );
+        assert!((p.activities[0].completed.unwrap() - p.started - 10.0).abs() < 0.01);
+        assert_eq!(p.activities[0].started, p.activities[0].completed);
+
+        // The recorded histories of today's Session carry them too.
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/tests/histories");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("session_lifecycle.json")).unwrap())
+                .unwrap();
+        let p = parse_history(&json).unwrap();
+        let local: Vec<&str> =
+            p.activities.iter().filter(|a| a.local).map(|a| a.name.as_str()).collect();
+        assert_eq!(local[..2], ["session.record", "session.pick_node"], "{local:?}");
+        assert!(
+            p.activities
+                .iter()
+                .filter(|a| a.local)
+                .all(|a| a.completed.is_some_and(|c| c >= a.scheduled))
+        );
     }
 
     #[test]

@@ -371,8 +371,10 @@ fn fake_ssh(d: &Dirs) -> (String, PathBuf) {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{}'\nexit 7\n",
-            args.display()
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{}'\n\
+             printf '%s' \"$BURSTFLARE_SSH_HANDOFF\" > '{}'\nexit 7\n",
+            args.display(),
+            d.home.join("ssh-handoff").display(),
         ),
     )
     .unwrap();
@@ -452,6 +454,34 @@ async fn flare_ssh_registers_its_key_and_runs_ssh_with_a_proxy_command_that_work
     drop(child.stdin.take());
     let (code, stderr) = finish(child).await;
     assert_eq!(code, Some(0), "{stderr}");
+    let log = fake.log();
+    assert!(log.contains(&"POST /api/v1/workspaces/acme/sessions/sid-1/runtime-token".to_string()));
+
+    // Run by `flare ssh`, the ProxyCommand connects with the token handed down to it: no API
+    // call before the WebSocket, and the token is revoked when the connection ends.
+    let handoff = std::fs::read_to_string(d.home.join("ssh-handoff")).unwrap();
+    assert!(handoff.contains("bfrt_secret") && handoff.contains("sid-1"), "{handoff}");
+    let before = fake.log().len();
+    let upgrades = fake.state.lock().unwrap().upgrades.len();
+    let mut sh = tokio::process::Command::new("/bin/sh");
+    sh.env_clear()
+        .env("HOME", &d.home)
+        .env("FLARE_TOKEN", "bf_test")
+        .env("BURSTFLARE_SSH_HANDOFF", &handoff)
+        .args(["-c", &format!("exec {command}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = sh.spawn().unwrap();
+    round_trip(&mut child, b"handed down").await;
+    drop(child.stdin.take());
+    let (code, stderr) = finish(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let calls = fake.log().split_off(before);
+    assert_eq!(calls, ["DELETE /api/v1/workspaces/acme/sessions/sid-1/runtime-token/tok-1"]);
+    let upgrade = fake.state.lock().unwrap().upgrades[upgrades].clone();
+    assert_eq!(upgrade.1.as_deref(), Some("Bearer bfrt_secret"));
 
     // A second run finds the key registered.
     let mut c = flare(&d, &fake, &["ssh", "-w", "acme", "dev"]);

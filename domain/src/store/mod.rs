@@ -116,7 +116,13 @@ const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA busy_t
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The id of each session whose row this process wrote (see [`Store::session_writes`]).
+    session_writes: tokio::sync::broadcast::Sender<String>,
 }
+
+/// How many session writes a slow [`Store::session_writes`] listener may fall behind before
+/// it is told it lagged (and re-reads).
+const SESSION_WRITES_BACKLOG: usize = 1024;
 
 impl Store {
     /// Connects to `sqlite://path` (the file is created if missing) or `postgres://…`.
@@ -144,7 +150,16 @@ impl Store {
             // rather than per connection: switching needs a lock that busy_timeout does not wait for.
             sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        Ok(Store { pool, backend })
+        let (session_writes, _) = tokio::sync::broadcast::channel(SESSION_WRITES_BACKLOG);
+        Ok(Store { pool, backend, session_writes })
+    }
+
+    /// Hears the id of every session whose state this `Store` (or a clone of it) writes, so
+    /// that a request waiting for a session to get somewhere (`?wait`) re-reads its row at once
+    /// instead of at its next poll. Only writes made in this process are heard: a waiter must
+    /// still poll, for a worker in another process.
+    pub fn session_writes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.session_writes.subscribe()
     }
 
     pub fn backend(&self) -> Backend {

@@ -505,6 +505,8 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
+        // No listener is fine: nobody waits.
+        let _ = self.session_writes.send(id.to_string());
         self.session_by_id(id).await?.ok_or(StoreError::NotFound)
     }
 

@@ -197,6 +197,8 @@ async fn state_writes(store: &Store) {
     let rust = template(store, &ws.id, "rust", &alice).await;
     let place = Place { workspace: &ws.id, owner: &alice.id, template: &rust };
     let s = place.create(store, "dev").await;
+    // Listeners hear each state written through this store or a clone of it, by session id.
+    let mut writes = store.clone().session_writes();
 
     let starting = store
         .write_session_state(
@@ -289,6 +291,13 @@ async fn state_writes(store: &Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    // Every successful write was announced, in order; the refused ones were not.
+    let mut heard = Vec::new();
+    while let Ok(id) = writes.try_recv() {
+        heard.push(id);
+    }
+    assert_eq!(heard.len(), 11, "{heard:?}");
+    assert!(heard.iter().all(|id| *id == s.id.to_string()), "{heard:?}");
 
     // Activity only ever moves forward, and changes nothing else.
     let other = place.create(store, "other").await;
