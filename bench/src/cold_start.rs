@@ -19,7 +19,7 @@ use anyhow::Context;
 use crate::platform::{self, FloorContainer, Platform, docker_owned, now_ms, time_to_output};
 use crate::report::{Section, table};
 use crate::stats::Summary;
-use crate::timeline::{self, Timeline};
+use crate::timeline::{self, Timeline, seconds_row};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -143,21 +143,7 @@ async fn ours_once(p: &Platform, name: &str) -> anyhow::Result<OursRun> {
         timeline::workflow_steps(&mut tl, &h, &events, t0, h.started);
         tl.push("flare session create returned", create_secs * 1000.0);
         tl.push("flare ssh spawned", ssh_spawn * 1000.0);
-        let mut tokens = 0;
-        for (action, at) in &audit {
-            let label = match action.as_str() {
-                "session.runtime_token.issue" => {
-                    tokens += 1;
-                    if tokens == 1 {
-                        "runtime token issued (flare ssh, pinning)"
-                    } else {
-                        "runtime token issued (ProxyCommand flare ssh --stdio)"
-                    }
-                }
-                _ => "API: WebSocket through to the agent (connect.open)",
-            };
-            tl.push(label, at - t0);
-        }
+        timeline::connect_steps(&mut tl, &audit, t0, t0);
         tl.push("`ok` read from ssh's stdout", total * 1000.0);
         let running = events
             .iter()
@@ -231,18 +217,6 @@ async fn floor_once(
     result
 }
 
-fn row(what: &str, s: &[f64]) -> Vec<String> {
-    match Summary::of(s) {
-        Some(s) => vec![
-            what.to_string(),
-            format!("{:.3}", s.min),
-            format!("{:.3}", s.median),
-            format!("{:.3}", s.p95),
-        ],
-        None => vec![what.to_string(), "–".into(), "–".into(), "–".into()],
-    }
-}
-
 pub fn section(r: &Results) -> Section {
     let mut b = String::new();
     b += &format!(
@@ -253,13 +227,13 @@ pub fn section(r: &Results) -> Section {
     b += &table(
         &["measurement", "min s", "median s", "p95 s"],
         &[
-            row("ours: create → `ok` over `flare ssh`", &r.ours),
-            row("  `flare session create` (answers once running)", &r.ours_create),
-            row("  `flare ssh NAME -- echo ok`", &r.ours_ssh),
-            row("floor: `docker run` → `ok` over ssh to the agent's port", &r.floor),
-            row("  `docker run -d` (returns once started)", &r.floor_run),
-            row("  until the agent answers `/ready`", &r.floor_ready),
-            row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
+            seconds_row("ours: create → `ok` over `flare ssh`", &r.ours),
+            seconds_row("  `flare session create` (answers once running)", &r.ours_create),
+            seconds_row("  `flare ssh NAME -- echo ok`", &r.ours_ssh),
+            seconds_row("floor: `docker run` → `ok` over ssh to the agent's port", &r.floor),
+            seconds_row("  `docker run -d` (returns once started)", &r.floor_run),
+            seconds_row("  until the agent answers `/ready`", &r.floor_ready),
+            seconds_row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
         ],
     );
     b += "\np95 is the nearest rank (the slowest run below 20 runs).\n\n";
@@ -284,8 +258,8 @@ pub fn section(r: &Results) -> Section {
           json` (the server holds the request until the session runs), then `flare ssh N -- echo \
           ok` until `ok` is on its stdout: flare resolves the session, checks its key is \
           registered, takes a runtime token to pin the host key, and runs OpenSSH, whose \
-          ProxyCommand `flare ssh --stdio` takes a runtime token of its own and opens the \
-          WebSocket through the API and the node tunnel to the agent. The floor is the same \
+          ProxyCommand `flare ssh --stdio` opens the WebSocket with that token (handed down in \
+          its environment) through the API and the node tunnel to the agent. The floor is the same \
           container without the control plane: `docker run -d` of the same image with the same \
           agent bind-mounted as its entrypoint and the same env, limits and security options, its \
           port published on 127.0.0.1, `GET /ready` every 5 ms, then the same OpenSSH command \
@@ -317,13 +291,9 @@ pub fn findings(r: &Results) -> String {
     let answer = m("session.record (state.running) done", "flare session create returned");
     let start_container = m("session.ensure_container done", "session.start_container done");
     let ssh_total = m("flare ssh spawned", "`ok` read from ssh's stdout");
-    let to_proxy = m("flare ssh spawned", "runtime token issued (ProxyCommand flare ssh --stdio)");
-    let proxy_to_open = m(
-        "runtime token issued (ProxyCommand flare ssh --stdio)",
-        "API: WebSocket through to the agent (connect.open)",
-    );
-    let open_to_ok =
-        m("API: WebSocket through to the agent (connect.open)", "`ok` read from ssh's stdout");
+    let to_token = m("flare ssh spawned", timeline::TOKEN);
+    let token_to_open = m(timeline::TOKEN, timeline::OPEN);
+    let open_to_ok = m(timeline::OPEN, "`ok` read from ssh's stdout");
     let split = |i: usize| {
         let v: Vec<f64> = r
             .workflow_split
@@ -341,24 +311,26 @@ pub fn findings(r: &Results) -> String {
          (`docker run` {floor_run:.0} ms, its ssh {floor_ssh:.0} ms). Of ours: \
          {accept:.0} ms until the workflow starts (flare's start-up, the API writing the row and \
          starting the workflow); {workflow:.0} ms of workflow until `state.running` is recorded, \
-         of which {:.0} ms run in activities, {:.0} ms wait for a worker to pick an activity up \
-         and {:.0} ms are workflow tasks and the server between them (each of the start's \
-         activities, `session.record` ×3, `session.pick_node`, `snapshot.latest`, is a round trip \
-         through the Temporal dev server); `session.start_container` alone ({start_container:.0} \
-         ms after the container was created) is `docker start`, then `GET /ready` polled with a \
-         `docker inspect` between tries (`activities/src/node.rs`, `start_container`), where the \
-         floor's `docker run` returns with the container started and polls `/ready` every 5 ms; \
-         then {answer:.0} ms until `flare session create` returns: the API polls the session row \
-         while it holds the request (`api/src/sessions.rs`, `wait_for`). `flare ssh` takes \
-         {ssh_total:.0} ms to `ok` (the floor's ssh {floor_ssh:.0} ms): {to_proxy:.0} ms until \
-         the ProxyCommand's runtime token is issued (flare resolving the session, listing keys, \
-         a first runtime token to pin the host key and its revocation, exec of ssh, the \
-         ProxyCommand's own start and token), {proxy_to_open:.0} ms until the WebSocket is \
-         through to the agent, and {open_to_ok:.0} ms of SSH handshake, authentication and the \
-         command, where the floor's whole ssh, its own process start included, takes \
-         {floor_ssh:.0} ms: the handshake's round trips cross flare's bridge, the API's \
-         WebSocket proxy and the node tunnel (`api/src/connect.rs`, `api/src/tunnel.rs`) \
-         instead of one bridge.",
+         of which {:.0} ms run in the node's activities, {:.0} ms wait for the node's worker to \
+         pick one up and {:.0} ms are workflow tasks, the server between them and the local \
+         activities they run (the control steps `session.record` ×3, `session.pick_node` and \
+         `snapshot.latest` are local activities; `session.ensure_container` and \
+         `session.start_container` are each a round trip through the Temporal dev server to \
+         the node's task queue); `session.start_container` alone ({start_container:.0} ms after \
+         the container was created) is `docker start`, then `GET /ready` every 10 ms \
+         (`activities/src/node.rs`, `start_container`), where the floor's `docker run` creates \
+         and starts the container in one call and polls `/ready` every 5 ms; then {answer:.0} ms \
+         until `flare session create` returns (the API re-reads the row when the worker writes \
+         it, `api/src/sessions.rs`, `wait_for`, and answers over HTTP). `flare ssh` takes \
+         {ssh_total:.0} ms to `ok` (the floor's ssh {floor_ssh:.0} ms): {to_token:.0} ms until \
+         its runtime token is issued (flare's start-up, resolving the session, listing keys), \
+         {token_to_open:.0} ms until the WebSocket is through to the agent (pinning the host \
+         key, exec of ssh, the ProxyCommand's start with the token handed down to it, the \
+         WebSocket through the API and the node tunnel), and {open_to_ok:.0} ms of SSH \
+         handshake, authentication and the command, where the floor's whole ssh, its own \
+         process start included, takes {floor_ssh:.0} ms: the handshake's round trips cross \
+         flare's bridge, the API's WebSocket proxy and the node tunnel (`api/src/connect.rs`, \
+         `api/src/tunnel.rs`) instead of one bridge.",
         split(0),
         split(1),
         split(2),

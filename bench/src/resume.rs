@@ -24,7 +24,7 @@ use crate::mix;
 use crate::platform::{self, FloorContainer, Platform, docker_owned, now_ms, time_to_output};
 use crate::report::{Section, table};
 use crate::stats::Summary;
-use crate::timeline::{self, Timeline};
+use crate::timeline::{self, Timeline, seconds_row};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -155,21 +155,7 @@ async fn ours_once(p: &Platform, s: &sdk::SessionDetail) -> anyhow::Result<(f64,
     let mut tl = Timeline::default();
     tl.push("flare ssh spawned (session sleeping)", 0.0);
     timeline::workflow_steps(&mut tl, &h, &events, t0, t0);
-    let mut tokens = 0;
-    for (action, at) in audit.iter().filter(|(_, at)| *at >= t0) {
-        let label = match action.as_str() {
-            "session.runtime_token.issue" => {
-                tokens += 1;
-                if tokens == 1 {
-                    "runtime token issued (flare ssh, pinning)"
-                } else {
-                    "runtime token issued (ProxyCommand flare ssh --stdio)"
-                }
-            }
-            _ => "API: WebSocket through to the agent (connect.open)",
-        };
-        tl.push(label, at - t0);
-    }
+    timeline::connect_steps(&mut tl, &audit, t0, t0);
     tl.push("`ok` read from ssh's stdout", secs * 1000.0);
     Ok((secs, tl))
 }
@@ -273,18 +259,6 @@ async fn restore_with_plain_tools(
     Ok(())
 }
 
-fn row(what: &str, s: &[f64]) -> Vec<String> {
-    match Summary::of(s) {
-        Some(s) => vec![
-            what.to_string(),
-            format!("{:.3}", s.min),
-            format!("{:.3}", s.median),
-            format!("{:.3}", s.p95),
-        ],
-        None => vec![what.to_string(), "–".into(), "–".into(), "–".into()],
-    }
-}
-
 pub fn section(r: &Results) -> Section {
     let mut b = format!(
         "{} runs of each, alternating. Persisted path `/home/dev` holds {} (under \
@@ -297,13 +271,13 @@ pub fn section(r: &Results) -> Section {
     b += &table(
         &["measurement", "min s", "median s", "p95 s"],
         &[
-            row("ours: sleeping → `ok` over `flare ssh`", &r.ours),
-            row("floor: restore + `docker start` → `ok` over ssh to the agent", &r.floor),
-            row("  GET manifest + chunks \\| zstd -d \\| tar -x", &r.floor_restore),
-            row("  `docker start`", &r.floor_start),
-            row("  until the agent answers `/ready`", &r.floor_ready),
-            row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
-            row("(untimed) `docker create` of the floor's container", &r.floor_create),
+            seconds_row("ours: sleeping → `ok` over `flare ssh`", &r.ours),
+            seconds_row("floor: restore + `docker start` → `ok` over ssh to the agent", &r.floor),
+            seconds_row("  GET manifest + chunks \\| zstd -d \\| tar -x", &r.floor_restore),
+            seconds_row("  `docker start`", &r.floor_start),
+            seconds_row("  until the agent answers `/ready`", &r.floor_ready),
+            seconds_row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
+            seconds_row("(untimed) `docker create` of the floor's container", &r.floor_create),
         ],
     );
     if let Some(ratio) = r.ratio() {
@@ -350,9 +324,8 @@ pub fn findings(r: &Results) -> String {
     let floor_ssh = Summary::of(&r.floor_ssh).map_or(f64::NAN, |s| s.median * 1000.0);
     let running = at("session.record (state.running) done");
     let restore = m("snapshot.latest done", "snapshot.restore done");
-    let poll =
-        m("session.record (state.running) done", "runtime token issued (flare ssh, pinning)");
-    let connect = m("runtime token issued (flare ssh, pinning)", "`ok` read from ssh's stdout");
+    let poll = m("session.record (state.running) done", timeline::TOKEN);
+    let connect = m(timeline::TOKEN, "`ok` read from ssh's stdout");
     format!(
         "**Findings.** Ours takes {total:.0} ms at the median, the floor {floor:.0} ms (its \
          restore {floor_restore:.0} ms). The workflow has recorded `state.running` \
@@ -361,9 +334,10 @@ pub fn findings(r: &Results) -> String {
          before flare takes its first runtime token: `flare ssh` asks for `start` without \
          waiting and then polls the session's state (`cli/src/ssh/wake.rs`, `POLL`), so it \
          notices `running` up to one poll interval late: {:.0} ms at the median here. \
-         From that token to `ok`: {connect:.0} ms (pinning, exec of ssh, the ProxyCommand's \
-         token, the WebSocket through the API and the node tunnel, the SSH handshake and the \
-         command); the floor's ssh takes {floor_ssh:.0} ms.",
+         From that token to `ok`: {connect:.0} ms (pinning, exec of ssh, the ProxyCommand \
+         connecting with the token handed down to it, the WebSocket through the API and the \
+         node tunnel, the SSH handshake and the command); the floor's ssh takes \
+         {floor_ssh:.0} ms.",
         poll
     )
 }

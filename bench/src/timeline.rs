@@ -194,6 +194,42 @@ pub fn workflow_steps(
     }
 }
 
+/// Label of the runtime token `flare ssh` takes (and hands down to its ProxyCommand).
+pub const TOKEN: &str = "runtime token issued (flare ssh)";
+/// Label of a runtime token the ProxyCommand takes itself (no token handed down).
+pub const PROXY_TOKEN: &str = "runtime token issued (ProxyCommand flare ssh --stdio)";
+/// Label of the connection opening at the API.
+pub const OPEN: &str = "API: WebSocket through to the agent (connect.open)";
+
+/// The connection's steps from the audit log (rows at or after `from`, unix ms), in
+/// milliseconds since `t0`: the runtime tokens issued and the WebSocket opened at the API.
+pub fn connect_steps(tl: &mut Timeline, audit: &[(String, f64)], t0: f64, from: f64) {
+    let mut tokens = 0;
+    for (action, at) in audit.iter().filter(|(_, at)| *at >= from) {
+        let label = match action.as_str() {
+            "session.runtime_token.issue" => {
+                tokens += 1;
+                if tokens == 1 { TOKEN } else { PROXY_TOKEN }
+            }
+            _ => OPEN,
+        };
+        tl.push(label, at - t0);
+    }
+}
+
+/// A table row of seconds: what, then min, median and p95 (– without samples).
+pub fn seconds_row(what: &str, s: &[f64]) -> Vec<String> {
+    match Summary::of(s) {
+        Some(s) => vec![
+            what.to_string(),
+            format!("{:.3}", s.min),
+            format!("{:.3}", s.median),
+            format!("{:.3}", s.p95),
+        ],
+        None => vec![what.to_string(), "–".into(), "–".into(), "–".into()],
+    }
+}
+
 /// Time the workflow spent between its start and `until` (unix ms): in activities (started →
 /// completed), waiting for a worker to pick an activity up (scheduled → started), and the
 /// rest (workflow tasks and the server between them).
