@@ -268,7 +268,8 @@ pub fn section(r: &Results) -> Section {
           run, outside the timing.\n\n";
     b += "### Where the time goes (ours)\n\nMilliseconds since `flare session create` was \
           spawned, medians over the runs: the bench's clock for the commands, the `Session` \
-          workflow's history for its start and each activity's completion, the session's events \
+          workflow's history for its start and each activity's completion (a local activity's \
+          from its marker), the session's events \
           for what each `session.record` wrote, and the audit log for the runtime tokens and the \
           connection opening at the API.\n\n";
     b += &timeline::render(&r.ours_timelines);
