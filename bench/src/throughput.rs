@@ -573,16 +573,15 @@ fn findings(r: &Results, ours: &Profile) -> String {
          back by CPU but by waiting between hops. Under strace (of the bench process and its \
          children) ours made {reads} more read and {writes} more write calls than direct, for \
          the {:.0} MiB the API and the node tunnel each forward: {per_read:.1} KiB per read and \
-         {per_write:.1} KiB per write on average, so every 8 KiB is a wake-up of a splice task \
-         and two system calls per hop (`finish_task_switch`, the scheduler switching tasks, is \
-         near the top of perf's symbols). Both hops forward client → agent bytes with \
-         `tokio::io::copy` (`api/src/tunnel.rs`, `splice`, its `up` future), whose buffer is \
-         8 KiB; agent → client bytes go through a 64 KiB buffer in the same function, and the \
-         download reaches {:.2}× of direct against the upload's {:.2}×. The fix to try: forward \
-         the `up` direction through a 64 KiB buffer too (`tokio::io::copy_buf` over \
-         `BufReader::with_capacity(64 * 1024, …)`, or the `down` loop's own buffer), then \
-         measure again; what is left of the gap in both directions is the two extra hops' \
-         latency against SFTP's window.",
+         {per_write:.1} KiB per write on average: each hop forwards both directions through a \
+         64 KiB buffer (`api/src/tunnel.rs`, `splice`; uploads went through \
+         `tokio::io::copy`'s 8 KiB until issue 11, which held them at 0.70× of direct), so a read \
+         takes whatever SSH has written since the last one, and each is a wake-up of a splice \
+         task and a system call per hop (`finish_task_switch`, the scheduler switching tasks, \
+         shows among perf's symbols). The download reaches {:.2}× of direct, the upload {:.2}×: \
+         what is left of the gap in both directions is the two extra hops (their copies, wake-ups \
+         and latency against SFTP's window) on 2 cores that scp, ssh and the agent already keep \
+         busy.",
         ours.secs,
         ours.cpu_bench,
         ours.cpu_children,
