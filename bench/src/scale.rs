@@ -64,6 +64,8 @@ pub struct Results {
     pub activities: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
     /// Workflow task schedule-to-start ms.
     pub workflow_task_wait: Vec<f64>,
+    /// This machine's cores.
+    pub cores: usize,
 }
 
 impl Results {
@@ -85,7 +87,11 @@ fn mem_available() -> Option<u64> {
 }
 
 pub async fn run(p: &Platform, opts: &Options) -> anyhow::Result<Results> {
-    let mut r = Results { asked: opts.sessions, ..Default::default() };
+    let mut r = Results {
+        asked: opts.sessions,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ..Default::default()
+    };
     let avail = mem_available().unwrap_or(u64::MAX);
     let fit = (avail.saturating_sub(HEADROOM) / PER_SESSION) as usize;
     r.n = opts.sessions.min(fit.max(1));
@@ -376,6 +382,23 @@ pub fn findings(r: &Results) -> String {
     } else {
         "Activities wait longer than workflow tasks"
     };
+    // Activity time summed over the sessions, per second of wall time: how many were running
+    // at any moment, on average.
+    let busy = if wall > 0.0 { total_run / 1000.0 / wall } else { f64::NAN };
+    let start_run = med("session.start_container", 1);
+    let pace = if start_run > 1000.0 && busy > 2.0 * r.cores.max(1) as f64 {
+        format!(
+            " What sets the pace is the node's work, not the control plane's: summed over the \
+             sessions, activities ran {busy:.0}× the wall time (about {busy:.0} containers being \
+             created or started at any moment on {} cores), and `session.start_container` \
+             (`docker start` and the agent's start) took {start_run:.0} ms at the median, where \
+             one alone takes a few hundred ms (see cold start): the Docker engine starts the \
+             containers as fast as the machine lets it.",
+            r.cores
+        )
+    } else {
+        String::new()
+    };
     format!(
         "**Findings.** {who}: a workflow task of a `Session` \
          waited {:.0} ms at the median (max {:.0} ms) from scheduled to picked up by the control \
@@ -389,7 +412,7 @@ pub fn findings(r: &Results) -> String {
          database write or read on SQLite), with the SDK's default tuner (100 slots of each \
          kind, `FixedSizeSlotSupplier`): slots do not run out at 100 sessions, so the waits \
          point at the thread the worker runs workflow code on and at the Temporal dev server. \
-         The floor's worker is built the same way but its workflows do nothing.",
+         The floor's worker is built the same way but its workflows do nothing.{pace}",
         wft_s.map_or(f64::NAN, |s| s.median),
         wft_s.map_or(f64::NAN, |s| s.max),
         per_session / 1000.0,
@@ -401,4 +424,39 @@ pub fn findings(r: &Results) -> String {
         med("session.ensure_container", 0),
         med("session.ensure_container", 1),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn results(start_ms: f64, wall: f64) -> Results {
+        let mut activities = BTreeMap::new();
+        activities
+            .insert("session.start_container".to_string(), (vec![5.0; 100], vec![start_ms; 100]));
+        activities.insert("session.record".to_string(), (vec![0.0; 300], vec![0.0; 300]));
+        Results {
+            asked: 100,
+            n: 100,
+            runs: vec![Run { n: 100, wall, seen: wall, failed: 0, floor: 3.0 }],
+            activities,
+            workflow_task_wait: vec![10.0, 20.0, 300.0],
+            cores: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_findings_name_the_node_as_the_pace_only_when_its_work_fills_the_wall_time() {
+        // 100 starts of 4 s in 20 s: 20 at a time on 2 cores.
+        let f = findings(&results(4000.0, 20.0));
+        assert!(f.contains("activities ran 20× the wall time"), "{f}");
+        assert!(f.contains("on 2 cores"), "{f}");
+        assert!(f.contains("took 4000 ms at the median"), "{f}");
+        // 100 starts of 0.3 s in 20 s: the node is not what everyone waits for.
+        let f = findings(&results(300.0, 20.0));
+        assert!(!f.contains("What sets the pace"), "{f}");
+        assert!(f.contains("Workflow tasks, not activities, wait"), "{f}");
+    }
 }

@@ -382,6 +382,22 @@ fn fake_ssh(d: &Dirs) -> (String, PathBuf) {
     (format!("{}:/usr/bin:/bin", bin.display()), args)
 }
 
+/// Runs a ProxyCommand the way ssh runs it (`sh -c`, nothing of this process's environment but
+/// HOME, the API token and, if given, the token `flare ssh` handed down).
+fn spawn_proxy_command(d: &Dirs, command: &str, handoff: Option<&str>) -> tokio::process::Child {
+    let mut sh = tokio::process::Command::new("/bin/sh");
+    sh.env_clear().env("HOME", &d.home).env("FLARE_TOKEN", "bf_test");
+    if let Some(h) = handoff {
+        sh.env("BURSTFLARE_SSH_HANDOFF", h);
+    }
+    sh.args(["-c", &format!("exec {command}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    sh.spawn().unwrap()
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flare_ssh_registers_its_key_and_runs_ssh_with_a_proxy_command_that_works() {
@@ -440,16 +456,7 @@ async fn flare_ssh_registers_its_key_and_runs_ssh_with_a_proxy_command_that_work
 
     // The ProxyCommand, run the way ssh runs it, reaches the same server as the same user.
     let command = proxy.strip_prefix("ProxyCommand=").unwrap();
-    let mut sh = tokio::process::Command::new("/bin/sh");
-    sh.env_clear()
-        .env("HOME", &d.home)
-        .env("FLARE_TOKEN", "bf_test")
-        .args(["-c", &format!("exec {command}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = sh.spawn().unwrap();
+    let mut child = spawn_proxy_command(&d, command, None);
     round_trip(&mut child, b"through the proxy command").await;
     drop(child.stdin.take());
     let (code, stderr) = finish(child).await;
@@ -463,17 +470,7 @@ async fn flare_ssh_registers_its_key_and_runs_ssh_with_a_proxy_command_that_work
     assert!(handoff.contains("bfrt_secret") && handoff.contains("sid-1"), "{handoff}");
     let before = fake.log().len();
     let upgrades = fake.state.lock().unwrap().upgrades.len();
-    let mut sh = tokio::process::Command::new("/bin/sh");
-    sh.env_clear()
-        .env("HOME", &d.home)
-        .env("FLARE_TOKEN", "bf_test")
-        .env("BURSTFLARE_SSH_HANDOFF", &handoff)
-        .args(["-c", &format!("exec {command}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = sh.spawn().unwrap();
+    let mut child = spawn_proxy_command(&d, command, Some(&handoff));
     round_trip(&mut child, b"handed down").await;
     drop(child.stdin.take());
     let (code, stderr) = finish(child).await;
