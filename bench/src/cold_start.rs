@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::platform::{self, FloorContainer, Platform, docker_owned, now_ms, time_to_output};
-use crate::report::{Section, table};
-use crate::stats::Summary;
-use crate::timeline::{self, Timeline, seconds_row};
+use crate::report::{Section, summary_row, table};
+use crate::stats::{Summary, median_ms};
+use crate::timeline::{self, Timeline};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -227,13 +227,13 @@ pub fn section(r: &Results) -> Section {
     b += &table(
         &["measurement", "min s", "median s", "p95 s"],
         &[
-            seconds_row("ours: create → `ok` over `flare ssh`", &r.ours),
-            seconds_row("  `flare session create` (answers once running)", &r.ours_create),
-            seconds_row("  `flare ssh NAME -- echo ok`", &r.ours_ssh),
-            seconds_row("floor: `docker run` → `ok` over ssh to the agent's port", &r.floor),
-            seconds_row("  `docker run -d` (returns once started)", &r.floor_run),
-            seconds_row("  until the agent answers `/ready`", &r.floor_ready),
-            seconds_row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
+            summary_row("ours: create → `ok` over `flare ssh`", &r.ours),
+            summary_row("  `flare session create` (answers once running)", &r.ours_create),
+            summary_row("  `flare ssh NAME -- echo ok`", &r.ours_ssh),
+            summary_row("floor: `docker run` → `ok` over ssh to the agent's port", &r.floor),
+            summary_row("  `docker run -d` (returns once started)", &r.floor_run),
+            summary_row("  until the agent answers `/ready`", &r.floor_ready),
+            summary_row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
         ],
     );
     b += "\np95 is the nearest rank (the slowest run below 20 runs).\n\n";
@@ -283,10 +283,10 @@ pub fn section(r: &Results) -> Section {
 pub fn findings(r: &Results) -> String {
     let t = &r.ours_timelines;
     let m = |a: &str, b: &str| timeline::median_between(t, a, b).unwrap_or(f64::NAN);
-    let total = Summary::of(&r.ours).map_or(f64::NAN, |s| s.median * 1000.0);
-    let floor = Summary::of(&r.floor).map_or(f64::NAN, |s| s.median * 1000.0);
-    let floor_run = Summary::of(&r.floor_run).map_or(f64::NAN, |s| s.median * 1000.0);
-    let floor_ssh = Summary::of(&r.floor_ssh).map_or(f64::NAN, |s| s.median * 1000.0);
+    let total = median_ms(&r.ours);
+    let floor = median_ms(&r.floor);
+    let floor_run = median_ms(&r.floor_run);
+    let floor_ssh = median_ms(&r.floor_ssh);
     let accept = m("flare session create spawned", "workflow started");
     let workflow = m("workflow started", "session.record (state.running) done");
     let answer = m("session.record (state.running) done", "flare session create returned");

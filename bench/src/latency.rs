@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::platform::{self, Platform};
-use crate::report::{Section, table};
+use crate::report::{Section, summary_row, table};
 use crate::stats::Summary;
 
 #[derive(Debug, Clone)]
@@ -153,17 +153,7 @@ async fn round_trips(mut cmd: tokio::process::Command, n: usize) -> anyhow::Resu
 pub fn section(r: &Results) -> Section {
     let col =
         |f: fn(&(f64, f64, f64, f64)) -> f64| -> Vec<f64> { r.per_run.iter().map(f).collect() };
-    let row = |what: &str, v: Vec<f64>| -> Vec<String> {
-        match Summary::of(&v) {
-            Some(s) => vec![
-                what.into(),
-                format!("{:.3}", s.min),
-                format!("{:.3}", s.median),
-                format!("{:.3}", s.p95),
-            ],
-            None => vec![what.into(), "–".into(), "–".into(), "–".into()],
-        }
-    };
+    let row = |what: &str, v: Vec<f64>| summary_row(what, &v);
     let mut b = format!(
         "{} runs of {} round trips on each path (after {WARMUP} untimed ones), alternating; the \
          columns summarize the per-run percentiles.\n\n",

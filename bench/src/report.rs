@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::stats::Summary;
+
 /// Where and from what the numbers come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -98,6 +100,20 @@ pub fn render(header: &Header, sections: &[Section]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A table row of samples (seconds, or ms where the table says so): what, then min, median
+/// and p95 with 3 decimals (– without samples).
+pub fn summary_row(what: &str, s: &[f64]) -> Vec<String> {
+    match Summary::of(s) {
+        Some(s) => vec![
+            what.to_string(),
+            format!("{:.3}", s.min),
+            format!("{:.3}", s.median),
+            format!("{:.3}", s.p95),
+        ],
+        None => vec![what.to_string(), "–".into(), "–".into(), "–".into()],
+    }
 }
 
 /// A Markdown table with padded columns (readable as plain text on stdout too). Columns after

@@ -22,9 +22,9 @@ use domain::snapshots::{ChunkStore, SnapshotManifest};
 
 use crate::mix;
 use crate::platform::{self, FloorContainer, Platform, docker_owned, now_ms, time_to_output};
-use crate::report::{Section, table};
-use crate::stats::Summary;
-use crate::timeline::{self, Timeline, seconds_row};
+use crate::report::{Section, summary_row, table};
+use crate::stats::{Summary, median_ms};
+use crate::timeline::{self, Timeline};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -271,13 +271,13 @@ pub fn section(r: &Results) -> Section {
     b += &table(
         &["measurement", "min s", "median s", "p95 s"],
         &[
-            seconds_row("ours: sleeping → `ok` over `flare ssh`", &r.ours),
-            seconds_row("floor: restore + `docker start` → `ok` over ssh to the agent", &r.floor),
-            seconds_row("  GET manifest + chunks \\| zstd -d \\| tar -x", &r.floor_restore),
-            seconds_row("  `docker start`", &r.floor_start),
-            seconds_row("  until the agent answers `/ready`", &r.floor_ready),
-            seconds_row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
-            seconds_row("(untimed) `docker create` of the floor's container", &r.floor_create),
+            summary_row("ours: sleeping → `ok` over `flare ssh`", &r.ours),
+            summary_row("floor: restore + `docker start` → `ok` over ssh to the agent", &r.floor),
+            summary_row("  GET manifest + chunks \\| zstd -d \\| tar -x", &r.floor_restore),
+            summary_row("  `docker start`", &r.floor_start),
+            summary_row("  until the agent answers `/ready`", &r.floor_ready),
+            summary_row("  `ssh -- echo ok` straight to the agent", &r.floor_ssh),
+            summary_row("(untimed) `docker create` of the floor's container", &r.floor_create),
         ],
     );
     if let Some(ratio) = r.ratio() {
@@ -318,10 +318,10 @@ pub fn findings(r: &Results) -> String {
     let t = &r.ours_timelines;
     let m = |a: &str, b: &str| timeline::median_between(t, a, b).unwrap_or(f64::NAN);
     let at = |a: &str| timeline::median_at(t, a).unwrap_or(f64::NAN);
-    let total = Summary::of(&r.ours).map_or(f64::NAN, |s| s.median * 1000.0);
-    let floor = Summary::of(&r.floor).map_or(f64::NAN, |s| s.median * 1000.0);
-    let floor_restore = Summary::of(&r.floor_restore).map_or(f64::NAN, |s| s.median * 1000.0);
-    let floor_ssh = Summary::of(&r.floor_ssh).map_or(f64::NAN, |s| s.median * 1000.0);
+    let total = median_ms(&r.ours);
+    let floor = median_ms(&r.floor);
+    let floor_restore = median_ms(&r.floor_restore);
+    let floor_ssh = median_ms(&r.floor_ssh);
     let running = at("session.record (state.running) done");
     let restore = m("snapshot.latest done", "snapshot.restore done");
     let poll = m("session.record (state.running) done", timeline::TOKEN);

@@ -25,6 +25,12 @@ impl Summary {
     }
 }
 
+/// The median of samples in seconds, in milliseconds (NaN for no samples: prose shows "NaN"
+/// rather than a made-up number).
+pub fn median_ms(seconds: &[f64]) -> f64 {
+    Summary::of(seconds).map_or(f64::NAN, |s| s.median * 1000.0)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -37,6 +43,8 @@ mod tests {
         assert_eq!((s.min, s.median, s.p95, s.max), (1.0, 3.0, 5.0, 5.0));
         let s = Summary::of(&[4.0, 1.0]).unwrap();
         assert_eq!((s.min, s.median, s.p95), (1.0, 2.5, 4.0));
+        assert_eq!(median_ms(&[0.25, 0.5, 0.75]), 500.0);
+        assert!(median_ms(&[]).is_nan());
         let many: Vec<f64> = (1..=40).map(f64::from).collect();
         assert_eq!(Summary::of(&many).unwrap().p95, 38.0);
     }

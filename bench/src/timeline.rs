@@ -217,19 +217,6 @@ pub fn connect_steps(tl: &mut Timeline, audit: &[(String, f64)], t0: f64, from: 
     }
 }
 
-/// A table row of seconds: what, then min, median and p95 (– without samples).
-pub fn seconds_row(what: &str, s: &[f64]) -> Vec<String> {
-    match Summary::of(s) {
-        Some(s) => vec![
-            what.to_string(),
-            format!("{:.3}", s.min),
-            format!("{:.3}", s.median),
-            format!("{:.3}", s.p95),
-        ],
-        None => vec![what.to_string(), "–".into(), "–".into(), "–".into()],
-    }
-}
-
 /// Time the workflow spent between its start and `until` (unix ms): in activities (started →
 /// completed), waiting for a worker to pick an activity up (scheduled → started), and the
 /// rest (workflow tasks and the server between them).
